@@ -1,0 +1,5 @@
+import sys
+
+from flowguide.cli import main
+
+sys.exit(main())

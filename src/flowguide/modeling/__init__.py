@@ -1,0 +1,1 @@
+"""The one model builder (SlowFast) and what explains it (GradCAM)."""

@@ -1,0 +1,130 @@
+"""The one HDF5 layer: atomic shard files, self-describing datasets, bit-packed masks.
+
+Shard files hold one group per video (``/<vid_name>/...``); every dataset carries attributes
+that say what it holds, so a reader needs no documentation to decode it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from flowguide.utils.atomic import atomic_path
+from flowguide.utils.failures import FlowguideError
+
+MASK_ENCODING = "packbits"
+
+
+class ShardError(FlowguideError):
+    """A missing, truncated or malformed HDF5 shard."""
+
+
+@contextlib.contextmanager
+def write_shard(path: str | os.PathLike, attrs: Mapping[str, Any] | None = None) -> Iterator[h5py.File]:
+    """Open a new HDF5 file at a temporary name; it appears at ``path`` only when complete."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as fh:
+            set_attrs(fh, attrs or {})
+            yield fh
+
+
+@contextlib.contextmanager
+def read_shard(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open a shard read-only; a missing or truncated file raises an error naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise ShardError(f"{path}: HDF5 shard does not exist")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise ShardError(f"{path}: cannot read HDF5 shard (truncated or corrupt?): {exc}") from exc
+    try:
+        yield fh
+    finally:
+        fh.close()
+
+
+def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    """Store attributes; dicts, lists of strings and None go in as JSON text."""
+    for key, value in attrs.items():
+        if value is None or isinstance(value, dict) or (
+            isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value)
+        ):
+            obj.attrs[key] = json.dumps(value)
+        else:
+            obj.attrs[key] = value
+
+
+def video_group(fh: h5py.File, vid_name: str, path: str | os.PathLike | None = None) -> h5py.Group:
+    if vid_name not in fh:
+        where = f"{path}: " if path else ""
+        raise ShardError(f"{where}video {vid_name!r} is not in this shard")
+    return fh[vid_name]
+
+
+def write_frames_dataset(
+    group: h5py.Group, name: str, data: np.ndarray, attrs: Mapping[str, Any]
+) -> h5py.Dataset:
+    """A per-frame array, chunked one frame per chunk and gzip-compressed."""
+    chunks = (1, *data.shape[1:]) if data.ndim > 1 and data.shape[0] > 0 else None
+    dset = group.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=4)
+    set_attrs(dset, attrs)
+    return dset
+
+
+# --- bit-packed masks -----------------------------------------------------------------------
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool -> (T, ceil(H*W/8)) uint8, row-major, most significant bit first."""
+    masks = np.asarray(masks, dtype=bool)
+    return np.packbits(masks.reshape(masks.shape[0], -1), axis=1, bitorder="big")
+
+
+def unpack_masks(packed: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
+    height, width = frame_shape
+    flat = np.unpackbits(packed, axis=1, count=height * width, bitorder="big")
+    return flat.reshape(packed.shape[0], height, width).astype(bool)
+
+
+def write_masks(
+    group: h5py.Group, name: str, masks: np.ndarray, attrs: Mapping[str, Any] | None = None
+) -> h5py.Dataset:
+    """Store (T, H, W) boolean masks bit-packed, one frame per chunk, with decoding attributes."""
+    masks = np.asarray(masks, dtype=bool)
+    height, width = masks.shape[1:]
+    describe = {
+        "encoding": MASK_ENCODING,
+        "bitorder": "big",
+        "frame_shape": np.array([height, width], dtype=np.int64),
+        "decode": "np.unpackbits(row, count=H*W, bitorder='big').reshape(H, W) per frame row",
+        "value": "1 = athlete pixel, 0 = background",
+    }
+    return write_frames_dataset(group, name, pack_masks(masks), {**describe, **(attrs or {})})
+
+
+def read_mask_dataset(dset: h5py.Dataset, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
+    """Decode a bit-packed mask dataset at frame ``indices`` (all when None) without reading the rest."""
+    if dset.attrs.get("encoding") != MASK_ENCODING:
+        raise ShardError(f"{dset.file.filename}:{dset.name}: not a {MASK_ENCODING} mask dataset")
+    frame_shape = tuple(int(v) for v in dset.attrs["frame_shape"])
+    n = dset.shape[0]
+    if indices is None:
+        packed = dset[()]
+    else:
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ShardError(
+                f"{dset.file.filename}:{dset.name}: frame index out of range 0..{n - 1}"
+            )
+        # h5py fancy indexing needs increasing unique indices; map back afterwards.
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        packed = dset[uniq.tolist()][inverse] if idx.size else np.zeros((0, dset.shape[1]), np.uint8)
+    return unpack_masks(packed, frame_shape)

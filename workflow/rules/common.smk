@@ -1,0 +1,60 @@
+import json
+
+from flowguide.config import validate_config
+
+# One validator for the workflow, the CLI and the tests; unknown keys stop with their name.
+validate_config(config)
+
+RESULTS = config["results"]
+LOGS = "logs"
+
+
+wildcard_constraints:
+    shard=r"(train|test)\d{4}",
+
+
+def options(*keys):
+    """A config section as canonical JSON: the rule's hyperparameters, passed through params."""
+    section = config
+    for key in keys:
+        section = section[key]
+    return json.dumps(section, sort_keys=True)
+
+
+def dataset_root():
+    if config["dataset"]["kind"] == "synthdive":
+        return f"{RESULTS}/synthdive"
+    return config["dataset"]["root"]
+
+
+def dataset_inputs():
+    """The dataset files the manifest reads; for SynthDive they are the synth rule's outputs."""
+    d = config["dataset"]
+    root = dataset_root()
+    files = [f"{root}/{d['train_json']}", f"{root}/{d['test_json']}", f"{root}/{d['vocab_json']}"]
+    return files
+
+
+def fail_fast_flag():
+    return "--fail-fast" if config["fail_fast"] else ""
+
+
+def shards():
+    """Shard names, known once the manifest checkpoint has run."""
+    shards_dir = checkpoints.manifest.get().output.shards
+    return sorted(
+        f.removesuffix(".csv") for f in os.listdir(shards_dir) if f.endswith(".csv")
+    )
+
+
+def shard_targets(pattern):
+    def _targets(wildcards):
+        return expand(pattern, shard=shards())
+
+    return _targets
+
+
+def all_targets(wildcards):
+    targets = [f"{RESULTS}/manifest.csv"]
+    targets += expand(f"{RESULTS}/masks/{{shard}}.h5", shard=shards())
+    return targets

@@ -1,0 +1,20 @@
+rule segment:
+    input:
+        shard=f"{RESULTS}/shards/{{shard}}.csv",
+        flow=f"{RESULTS}/flow/{{shard}}.h5",
+    output:
+        candidates=f"{RESULTS}/candidates/{{shard}}.h5",
+        failures=f"{RESULTS}/failures/segment/{{shard}}.csv",
+    params:
+        options=options("segment"),
+        device=config["device"],
+        fail_fast=fail_fast_flag(),
+    log:
+        f"{LOGS}/segment/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/segment/{{shard}}.tsv"
+    shell:
+        "flowguide segment --shard {input.shard:q} --flow {input.flow:q}"
+        " --out {output.candidates:q} --failures {output.failures:q}"
+        " --options {params.options:q} --device {params.device:q} {params.fail_fast}"
+        " > {log:q} 2>&1"
