@@ -17,6 +17,10 @@ from flowguide.utils.failures import FlowguideError
 
 STAGE_CLIS = [
     "flowguide.data.cli",
+    "flowguide.segment.cli",
+    "flowguide.select.cli",
+    "flowguide.inspect.cli",
+    "flowguide.flow.cli",
 ]
 
 

@@ -31,7 +31,11 @@ def dataset_inputs():
     """The dataset files the manifest reads; for SynthDive they are the synth rule's outputs."""
     d = config["dataset"]
     root = dataset_root()
-    files = [f"{root}/{d['train_json']}", f"{root}/{d['test_json']}", f"{root}/{d['vocab_json']}"]
+    files = [
+        f"{root}/{d['train_json']}",
+        f"{root}/{d['test_json']}",
+        f"{root}/{d['vocab_json']}",
+    ]
     return files
 
 
@@ -58,3 +62,35 @@ def all_targets(wildcards):
     targets = [f"{RESULTS}/manifest.csv"]
     targets += expand(f"{RESULTS}/masks/{{shard}}.h5", shard=shards())
     return targets
+
+
+# --- resources -------------------------------------------------------------------------------
+# Every rule declares mem_mb, runtime, cpus_per_task and, for GPU rules, a GPU request in the
+# form the cluster wants (config cluster.gpu_request). Locally, `--resources gpu=N` caps GPU jobs.
+
+CPU_ONLY_BACKENDS = {"flow": {"dis", "farneback"}, "segment": {"motion"}}
+
+
+def rule_gpus(rule):
+    backend = config.get(rule, {}).get("backend")
+    if backend in CPU_ONLY_BACKENDS.get(rule, ()):
+        return 0
+    return config["cluster"]["rules"][rule]["gpus"]
+
+
+def gpu_resource(rule):
+    """`gpu: N` (Snakemake's and the SLURM plugin's GPU resource) unless gres is asked for."""
+    n = rule_gpus(rule)
+    return n if config["cluster"]["gpu_request"] == "gpu" else 0
+
+
+def gres_resource(rule):
+    n = rule_gpus(rule)
+    if config["cluster"]["gpu_request"] != "gres" or n == 0:
+        return ""
+    model = config["cluster"]["gpu_model"]
+    return f"gpu:{model}:{n}" if model else f"gpu:{n}"
+
+
+def res(rule, key):
+    return config["cluster"]["rules"][rule][key]

@@ -5,15 +5,21 @@ rule synth:
         vocab=f"{RESULTS}/synthdive/{config['dataset']['vocab_json']}",
         masks=f"{RESULTS}/synthdive/true_masks.h5",
         clips=f"{RESULTS}/synthdive/clips.csv",
-    params:
-        options=options("synth"),
-        out=f"{RESULTS}/synthdive",
     log:
         f"{LOGS}/synth.log",
     benchmark:
         f"{LOGS}/benchmarks/synth.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=res("synth", "mem_mb"),
+        runtime=res("synth", "runtime"),
+        cpus_per_task=res("synth", "cpus_per_task"),
+    params:
+        options=options("synth"),
+        out=lambda wildcards, output: os.path.dirname(output.train),
     shell:
-        "flowguide synth --out {params.out:q} --options {params.options:q} > {log:q} 2>&1"
+        "python -m flowguide synth --out {params.out:q} --options {params.options:q} > {log:q} 2>&1"
 
 
 checkpoint manifest:
@@ -23,15 +29,21 @@ checkpoint manifest:
         manifest=f"{RESULTS}/manifest.csv",
         shards=directory(f"{RESULTS}/shards"),
         failures=f"{RESULTS}/failures/manifest.csv",
-    params:
-        options=options("dataset"),
-        root=dataset_root(),
-        fail_fast=fail_fast_flag(),
     log:
         f"{LOGS}/manifest.log",
     benchmark:
         f"{LOGS}/benchmarks/manifest.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=res("manifest", "mem_mb"),
+        runtime=res("manifest", "runtime"),
+        cpus_per_task=res("manifest", "cpus_per_task"),
+    params:
+        options=options("dataset"),
+        root=lambda wildcards, input: os.path.dirname(input[0]),
+        fail_fast=fail_fast_flag(),
     shell:
-        "flowguide manifest --root {params.root:q} --options {params.options:q}"
+        "python -m flowguide manifest --root {params.root:q} --options {params.options:q}"
         " --manifest {output.manifest:q} --shards-dir {output.shards:q}"
         " --failures {output.failures:q} {params.fail_fast} > {log:q} 2>&1"

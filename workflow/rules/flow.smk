@@ -4,15 +4,23 @@ rule flow:
     output:
         flow=f"{RESULTS}/flow/{{shard}}.h5",
         failures=f"{RESULTS}/failures/flow/{{shard}}.csv",
-    params:
-        options=options("flow"),
-        device=config["device"],
-        fail_fast=fail_fast_flag(),
     log:
         f"{LOGS}/flow/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/flow/{{shard}}.tsv"
+    conda:
+        "../../envs/flow.yaml"
+    resources:
+        mem_mb=res("flow", "mem_mb"),
+        runtime=res("flow", "runtime"),
+        cpus_per_task=res("flow", "cpus_per_task"),
+        gpu=gpu_resource("flow"),
+        gres=gres_resource("flow"),
+    params:
+        options=options("flow"),
+        device=config["device"],
+        fail_fast=fail_fast_flag(),
     shell:
-        "flowguide flow --shard {input.shard:q} --out {output.flow:q}"
+        "python -m flowguide flow --shard {input.shard:q} --out {output.flow:q}"
         " --failures {output.failures:q} --options {params.options:q}"
         " --device {params.device:q} {params.fail_fast} > {log:q} 2>&1"

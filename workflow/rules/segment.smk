@@ -5,16 +5,24 @@ rule segment:
     output:
         candidates=f"{RESULTS}/candidates/{{shard}}.h5",
         failures=f"{RESULTS}/failures/segment/{{shard}}.csv",
-    params:
-        options=options("segment"),
-        device=config["device"],
-        fail_fast=fail_fast_flag(),
     log:
         f"{LOGS}/segment/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/segment/{{shard}}.tsv"
+    conda:
+        "../../envs/segment.yaml"
+    resources:
+        mem_mb=res("segment", "mem_mb"),
+        runtime=res("segment", "runtime"),
+        cpus_per_task=res("segment", "cpus_per_task"),
+        gpu=gpu_resource("segment"),
+        gres=gres_resource("segment"),
+    params:
+        options=options("segment"),
+        device=config["device"],
+        fail_fast=fail_fast_flag(),
     shell:
-        "flowguide segment --shard {input.shard:q} --flow {input.flow:q}"
+        "python -m flowguide segment --shard {input.shard:q} --flow {input.flow:q}"
         " --out {output.candidates:q} --failures {output.failures:q}"
         " --options {params.options:q} --device {params.device:q} {params.fail_fast}"
         " > {log:q} 2>&1"

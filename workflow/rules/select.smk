@@ -4,15 +4,21 @@ rule select:
     output:
         masks=f"{RESULTS}/masks/{{shard}}.h5",
         failures=f"{RESULTS}/failures/select/{{shard}}.csv",
-    params:
-        options=options("select"),
-        fail_fast=fail_fast_flag(),
     log:
         f"{LOGS}/select/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/select/{{shard}}.tsv"
+    conda:
+        "../../envs/segment.yaml"
+    resources:
+        mem_mb=res("select", "mem_mb"),
+        runtime=res("select", "runtime"),
+        cpus_per_task=res("select", "cpus_per_task"),
+    params:
+        options=options("select"),
+        fail_fast=fail_fast_flag(),
     shell:
-        "flowguide select --candidates {input.candidates:q} --out {output.masks:q}"
+        "python -m flowguide select --candidates {input.candidates:q} --out {output.masks:q}"
         " --failures {output.failures:q} --options {params.options:q} {params.fail_fast}"
         " > {log:q} 2>&1"
 
@@ -27,6 +33,12 @@ rule mask_quality:
         f"{LOGS}/mask_quality.log",
     benchmark:
         f"{LOGS}/benchmarks/mask_quality.tsv"
+    conda:
+        "../../envs/segment.yaml"
+    resources:
+        mem_mb=res("mask_quality", "mem_mb"),
+        runtime=res("mask_quality", "runtime"),
+        cpus_per_task=res("mask_quality", "cpus_per_task"),
     shell:
-        "flowguide mask-quality --truth {input.truth:q} --out {output.quality:q}"
+        "python -m flowguide mask-quality --truth {input.truth:q} --out {output.quality:q}"
         " {input.masks:q} > {log:q} 2>&1"
