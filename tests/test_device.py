@@ -10,8 +10,10 @@ import torch
 
 from flowguide.utils.device import claim_gpu, resolve_device
 
-CLAIM = "import sys; from pathlib import Path; from flowguide.utils.device import claim_gpu; " \
+CLAIM = (
+    "import sys; from pathlib import Path; from flowguide.utils.device import claim_gpu; "
     "print(claim_gpu(int(sys.argv[1]), Path(sys.argv[2])), flush=True); sys.stdin.read()"
+)
 
 
 def test_concurrent_processes_claim_distinct_gpus(tmp_path: Path) -> None:

@@ -102,7 +102,9 @@ def parse_record(raw: Any, split: str, num_classes: int, source: Path, position:
     label, start, end = raw["label"], raw["start_frame"], raw["end_frame"]
     for key, value in (("label", label), ("start_frame", start), ("end_frame", end)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise DatasetError(f"{where} ({vid_name}): key '{key}' must be an integer, got {value!r}")
+            raise DatasetError(
+                f"{where} ({vid_name}): key '{key}' must be an integer, got {value!r}"
+            )
     if not 0 <= label < num_classes:
         raise DatasetError(
             f"{where} ({vid_name}): label {label} out of range 0..{num_classes - 1} (vocabulary size)"
@@ -125,6 +127,8 @@ def read_split(
         try:
             records.append(parse_record(item, split, num_classes, path, position))
         except DatasetError as exc:
-            name = item.get("vid_name", f"#{position}") if isinstance(item, dict) else f"#{position}"
+            name = (
+                item.get("vid_name", f"#{position}") if isinstance(item, dict) else f"#{position}"
+            )
             rejected.append((str(name), str(exc)))
     return records, rejected

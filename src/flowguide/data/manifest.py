@@ -122,7 +122,9 @@ def run_manifest(
 ) -> pd.DataFrame:
     layout = DatasetLayout.from_config(dataset, root)
     failures = FailureLog("manifest", fail_fast=fail_fast)
-    manifest = build_manifest(layout, dataset["shard_size"], dataset.get("subset_per_class"), failures)
+    manifest = build_manifest(
+        layout, dataset["shard_size"], dataset.get("subset_per_class"), failures
+    )
     write_manifest(manifest, manifest_path, shards_dir)
     failures.write(failures_path)
     return manifest

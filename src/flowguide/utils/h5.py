@@ -27,7 +27,9 @@ class ShardError(FlowguideError):
 
 
 @contextlib.contextmanager
-def write_shard(path: str | os.PathLike, attrs: Mapping[str, Any] | None = None) -> Iterator[h5py.File]:
+def write_shard(
+    path: str | os.PathLike, attrs: Mapping[str, Any] | None = None
+) -> Iterator[h5py.File]:
     """Open a new HDF5 file at a temporary name; it appears at ``path`` only when complete."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
@@ -54,8 +56,10 @@ def read_shard(path: str | os.PathLike) -> Iterator[h5py.File]:
 def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     """Store attributes; dicts, lists of strings and None go in as JSON text."""
     for key, value in attrs.items():
-        if value is None or isinstance(value, dict) or (
-            isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value)
+        if (
+            value is None
+            or isinstance(value, dict)
+            or (isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value))
         ):
             obj.attrs[key] = json.dumps(value)
         else:
@@ -74,7 +78,9 @@ def write_frames_dataset(
 ) -> h5py.Dataset:
     """A per-frame array, chunked one frame per chunk and gzip-compressed."""
     chunks = (1, *data.shape[1:]) if data.ndim > 1 and data.shape[0] > 0 else None
-    dset = group.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=4)
+    dset = group.create_dataset(
+        name, data=data, chunks=chunks, compression="gzip", compression_opts=4
+    )
     set_attrs(dset, attrs)
     return dset
 
@@ -110,7 +116,9 @@ def write_masks(
     return write_frames_dataset(group, name, pack_masks(masks), {**describe, **(attrs or {})})
 
 
-def read_mask_dataset(dset: h5py.Dataset, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
+def read_mask_dataset(
+    dset: h5py.Dataset, indices: np.ndarray | list[int] | None = None
+) -> np.ndarray:
     """Decode a bit-packed mask dataset at frame ``indices`` (all when None) without reading the rest."""
     if dset.attrs.get("encoding") != MASK_ENCODING:
         raise ShardError(f"{dset.file.filename}:{dset.name}: not a {MASK_ENCODING} mask dataset")
@@ -126,5 +134,7 @@ def read_mask_dataset(dset: h5py.Dataset, indices: np.ndarray | list[int] | None
             )
         # h5py fancy indexing needs increasing unique indices; map back afterwards.
         uniq, inverse = np.unique(idx, return_inverse=True)
-        packed = dset[uniq.tolist()][inverse] if idx.size else np.zeros((0, dset.shape[1]), np.uint8)
+        packed = (
+            dset[uniq.tolist()][inverse] if idx.size else np.zeros((0, dset.shape[1]), np.uint8)
+        )
     return unpack_masks(packed, frame_shape)

@@ -1,0 +1,434 @@
+"""Post-hoc video explainers of papers 003 (removal-based, model-agnostic) and 004 (SWAG-V).
+
+Every explainer has the signature ``fn(model_fn, clip, target, options) -> ExplanationResult``:
+``model_fn`` maps (N, C, T, H, W) normalised clips to (N, classes) logits, ``clip`` is one
+(C, T, H, W) clip, ``target`` a class index, and the map is (T, H, W), higher = more relevant.
+Perturbed clips go through the model ``batch_size`` at a time under ``torch.inference_mode()`` on
+the clip's device. Removal fills with black in pixel space (003's choice for every method), scored
+by the target's softmax probability (003: "model behaviour: prediction"; option ``output``).
+
+Per-explainer options override the shared ones (``batch_size``, ``seed``, ``pixel_mean``,
+``pixel_std``, ``segmentation``, ``output``); see ``DEFAULT_OPTIONS``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowguide.explain.core import (
+    CountingModel,
+    ExplanationResult,
+    ModelFn,
+    as_int_tuple,
+    black_fill,
+    blend,
+    finish,
+    segments_to_map,
+    split_batches,
+)
+from flowguide.explain.linear import WeightedLinearSurrogate
+from flowguide.explain.segmentation import clip_pixels_thwc, segment_clip, slic_segments
+
+Explainer = Callable[[ModelFn, Tensor, int, dict[str, Any]], ExplanationResult]
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "batch_size": 16,
+    "seed": 0,
+    "output": "prob",
+    "segmentation": {"method": "slic", "n_segments": 200, "compactness": 10.0},
+}
+
+# 003, Table 2 and Section 4.4: about 200 SLIC regions, 5x as many samples (1000), black fill;
+# RISE on a 4x7x7 grid; sampled occlusion over 7x13x13 = 1183 window positions.
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "lime": {"n_samples": 1000, "kernel_width": 0.25, "alpha": 1.0},
+    "kernel_shap": {"n_samples": 1000},
+    "rise": {"n_samples": 1000, "grid": (4, 7, 7), "p": 0.5},
+    "loco": {},
+    "univariate": {},
+    "occlusion": {"positions": (7, 13, 13), "window_scale": 2.0, "window": None, "stride": None},
+    # 004: guided backprop, 120 supervoxels, w_c = 20, w_g = 9, SWAG-V_{I+G}.
+    "swag_v": {"n_segments": 120, "w_c": 20.0, "w_g": 9.0, "variant": "I+G"},
+}
+
+
+def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults < shared options < ``options[name]`` (a per-explainer section)."""
+    options = dict(options or {})
+    merged = {**COMMON_DEFAULTS, **DEFAULT_OPTIONS.get(name, {})}
+    merged.update({k: v for k, v in options.items() if k not in EXPLAINERS and k != "explainers"})
+    merged.update(options.get(name) or {})
+    return merged
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+# --------------------------------------------------------------------------- captum-based
+
+
+def _segment_feature_mask(clip: Tensor, options: dict[str, Any]) -> tuple[Tensor, int]:
+    segments = segment_clip(clip, options)
+    return segments[None, None], int(segments.max().item()) + 1  # (1, 1, T, H, W)
+
+
+def lime_3d(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """3D LIME: SLIC supervoxels on/off with p = 0.5, a weighted ridge surrogate (captum Lime).
+
+    Sample weights are lime_image's kernel: sqrt(exp(-d^2 / width^2)) of the cosine distance d
+    between the on/off vector and the all-on vector, width 0.25.
+    """
+    from captum.attr import Lime
+
+    started = time.perf_counter()
+    torch.manual_seed(int(options["seed"]))
+    counter = CountingModel(model_fn, options["output"])
+    feature_mask, n_features = _segment_feature_mask(clip, options)
+    width = float(options["kernel_width"])
+
+    def similarity(_orig: Tensor, _pert: Tensor, interp: Tensor, **_: Any) -> Tensor:
+        z = interp.float().reshape(-1)
+        cos = z.sum() / (z.norm() * math.sqrt(z.numel())).clamp_min(1e-12)
+        return torch.sqrt(torch.exp(-((1 - cos) ** 2) / width**2))
+
+    lime = Lime(
+        counter,
+        interpretable_model=WeightedLinearSurrogate(options["alpha"]),
+        similarity_func=similarity,
+    )
+    coefs = lime.attribute(
+        clip[None],
+        target=target,
+        baselines=black_fill(clip, options)[None],
+        feature_mask=feature_mask,
+        n_samples=int(options["n_samples"]),
+        perturbations_per_eval=int(options["batch_size"]),
+        return_input_shape=False,
+    )
+    relevance = segments_to_map(coefs.reshape(-1), feature_mask[0, 0])
+    return finish(relevance, counter, started, n_features=n_features)
+
+
+def kernel_shap_3d(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """3D Kernel SHAP over SLIC supervoxels (captum KernelShap, exact weighted least squares)."""
+    from captum.attr import KernelShap
+
+    started = time.perf_counter()
+    torch.manual_seed(int(options["seed"]))
+    counter = CountingModel(model_fn, options["output"])
+    feature_mask, n_features = _segment_feature_mask(clip, options)
+    shap = KernelShap(counter)
+    shap.interpretable_model = WeightedLinearSurrogate(0.0)
+    coefs = shap.attribute(
+        clip[None],
+        target=target,
+        baselines=black_fill(clip, options)[None],
+        feature_mask=feature_mask,
+        n_samples=int(options["n_samples"]),
+        perturbations_per_eval=int(options["batch_size"]),
+        return_input_shape=False,
+    )
+    relevance = segments_to_map(coefs.reshape(-1), feature_mask[0, 0])
+    return finish(relevance, counter, started, n_features=n_features)
+
+
+def occlusion_windows(
+    shape: tuple[int, int, int], options: dict[str, Any]
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Window, stride and window positions per (T, H, W) axis for sampled occlusion.
+
+    Explicit ``window``/``stride`` win; otherwise ``positions`` per axis with windows
+    ``window_scale`` times the stride (so neighbouring windows overlap), as captum counts them.
+    """
+    if options.get("window") is not None:
+        window = as_int_tuple(options["window"], 3, "window")
+        stride = as_int_tuple(options.get("stride") or options["window"], 3, "stride")
+    else:
+        positions = as_int_tuple(options["positions"], 3, "positions")
+        scale = float(options["window_scale"])
+        window = tuple(
+            min(s, max(1, math.ceil(scale * s / n))) for s, n in zip(shape, positions, strict=True)
+        )
+        stride = tuple(
+            max(1, min(w, (s - w) // max(1, n - 1)) if s > w else w)
+            for s, w, n in zip(shape, window, positions, strict=True)
+        )
+    window = tuple(min(w, s) for w, s in zip(window, shape, strict=True))
+    counts = tuple(
+        math.ceil((s - w) / st) + 1 for s, w, st in zip(shape, window, stride, strict=True)
+    )
+    return window, stride, counts
+
+
+def sampled_occlusion_3d(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """3D Sampled Occlusion Sensitivity: black cuboids slid with a stride (captum Occlusion).
+
+    A voxel's relevance is the mean drop of the target score over the windows covering it.
+    """
+    from captum.attr import Occlusion
+
+    started = time.perf_counter()
+    counter = CountingModel(model_fn, options["output"])
+    c, *thw = clip.shape
+    window, stride, counts = occlusion_windows(tuple(thw), options)
+    fill = black_fill(clip, options).expand_as(clip)[None].contiguous()
+    attr = Occlusion(counter).attribute(
+        clip[None],
+        sliding_window_shapes=(c, *window),
+        strides=(c, *stride),
+        target=target,
+        baselines=fill,
+        perturbations_per_eval=int(options["batch_size"]),
+    )
+    return finish(attr[0].mean(0), counter, started, window=window, stride=stride, positions=counts)
+
+
+# --------------------------------------------------------------------------- written here
+
+
+def rise_masks(
+    n: int,
+    shape: tuple[int, int, int],
+    grid: tuple[int, int, int],
+    p: float,
+    generator: torch.Generator,
+) -> Tensor:
+    """(n, T, H, W) RISE masks: a random binary (gt, gh, gw) grid, trilinearly upsampled to
+    (g + 1) cells and cropped at a random shift, so cell borders fall anywhere (Petsiuk et al.)."""
+    cells = tuple(min(g, s) for g, s in zip(grid, shape, strict=True))
+    cell = tuple(math.ceil(s / g) for s, g in zip(shape, cells, strict=True))
+    up = tuple((g + 1) * c for g, c in zip(cells, cell, strict=True))
+    binary = (torch.rand((n, 1, *cells), generator=generator) < p).float()
+    smooth = F.interpolate(binary, size=up, mode="trilinear", align_corners=False)[:, 0]
+    shifts = [torch.randint(0, c, (n,), generator=generator) for c in cell]
+    out = torch.empty((n, *shape))
+    for i in range(n):
+        st, sh, sw = (int(s[i]) for s in shifts)
+        out[i] = smooth[i, st : st + shape[0], sh : sh + shape[1], sw : sw + shape[2]]
+    return out
+
+
+def rise_3d(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """3D RISE: relevance = sum_i score(I * M_i) M_i / (N p), soft masks faded to black."""
+    started = time.perf_counter()
+    counter = CountingModel(model_fn, options["output"])
+    gen = _generator(options["seed"])
+    n, p, batch = int(options["n_samples"]), float(options["p"]), int(options["batch_size"])
+    grid = as_int_tuple(options["grid"], 3, "grid")
+    shape = tuple(clip.shape[1:])
+    fill = black_fill(clip, options)
+    relevance = torch.zeros(shape, device=clip.device)
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            masks = rise_masks(min(batch, n - start), shape, grid, p, gen).to(clip.device)
+            scores = counter.scores(blend(clip, fill, masks))[:, target]
+            relevance += torch.einsum("n,nthw->thw", scores.to(masks.dtype), masks)
+    return finish(relevance / (n * p), counter, started)
+
+
+def _segment_keep_masks(segments: Tensor, ids: Tensor, keep_only: bool) -> Tensor:
+    """(len(ids), T, H, W): keep only segment k (univariate) or all but segment k (LOCO)."""
+    hit = segments[None] == ids[:, None, None, None]
+    return hit if keep_only else ~hit
+
+
+def _per_segment_scores(
+    counter: CountingModel, clip: Tensor, target: int, options: dict[str, Any], keep_only: bool
+) -> tuple[Tensor, Tensor]:
+    segments = segment_clip(clip, options)
+    n_seg = int(segments.max().item()) + 1
+    fill = black_fill(clip, options)
+    scores = []
+    with torch.inference_mode():
+        for ids in split_batches(
+            torch.arange(n_seg, device=clip.device), int(options["batch_size"])
+        ):
+            keep = _segment_keep_masks(segments, ids, keep_only)
+            scores.append(counter.scores(blend(clip, fill, keep))[:, target])
+    return torch.cat(scores), segments
+
+
+def loco_lv(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """LV LOCO: relevance of a segment = score(clip) - score(clip with that segment black)."""
+    started = time.perf_counter()
+    counter = CountingModel(model_fn, options["output"])
+    base = counter.scores(clip[None])[0, target]
+    scores, segments = _per_segment_scores(counter, clip, target, options, keep_only=False)
+    relevance = segments_to_map(base - scores, segments)
+    return finish(relevance, counter, started, n_features=len(scores))
+
+
+def univariate_lv(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """LV Univariate Predictors: score(only that segment kept) - score(all black)."""
+    started = time.perf_counter()
+    counter = CountingModel(model_fn, options["output"])
+    blank = black_fill(clip, options).expand_as(clip)
+    empty = counter.scores(blank[None])[0, target]
+    scores, segments = _per_segment_scores(counter, clip, target, options, keep_only=True)
+    relevance = segments_to_map(scores - empty, segments)
+    return finish(relevance, counter, started, n_features=len(scores))
+
+
+# --------------------------------------------------------------------------- SWAG-V
+
+
+class _NonInplaceReLU:
+    """Turns in-place ReLUs off while captum's backward hooks are attached (they reject them)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.relus = [m for m in module.modules() if isinstance(m, nn.ReLU) and m.inplace]
+
+    def __enter__(self) -> None:
+        for m in self.relus:
+            m.inplace = False
+
+    def __exit__(self, *exc: object) -> None:
+        for m in self.relus:
+            m.inplace = True
+
+
+def guided_backprop(model_fn: ModelFn, clip: Tensor, target: int) -> Tensor:
+    """(C, T, H, W) guided-backprop gradient of the target logit; ``model_fn`` must be a Module."""
+    from captum.attr import GuidedBackprop
+
+    if not isinstance(model_fn, nn.Module):
+        raise TypeError(
+            "guided backprop needs model_fn to be an nn.Module holding the network's ReLUs "
+            "(wrap a callable with flowguide.explain.core.ModuleFn)"
+        )
+    inputs = clip[None].detach().clone().requires_grad_(True)
+    with _NonInplaceReLU(model_fn), torch.enable_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+        grads = GuidedBackprop(model_fn).attribute(inputs, target=target)
+    return grads[0].detach()
+
+
+def swag_features(
+    pixels_thwc: np.ndarray, saliency: np.ndarray, variant: str, w_c: float, w_g: float
+) -> np.ndarray:
+    """SLIC features whose plain Euclidean distance is SWAG's sqrt((d_c/w_c)^2 + (d_g/w_g)^2).
+
+    Colour is CIELAB (L in 0..100); the gradient saliency is scaled to the same 0..100 range.
+    Dividing each part by its weight before SLIC (compactness 1, so d_s is in grid steps) gives
+    exactly SWAG's distance D' (004, Eq. 3).
+    """
+    from skimage.color import rgb2lab
+
+    colour = (
+        rgb2lab(np.clip(pixels_thwc, 0, 1)) if pixels_thwc.shape[-1] == 3 else 100 * pixels_thwc
+    )
+    grad = 100.0 * saliency[..., None]
+    parts = {"I": [colour / w_c], "G": [grad / w_g], "I+G": [colour / w_c, grad / w_g]}
+    if variant not in parts:
+        raise ValueError(f"SWAG-V variant must be one of {sorted(parts)}, not {variant!r}")
+    return np.concatenate(parts[variant], axis=-1)
+
+
+def swag_v(
+    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+) -> ExplanationResult:
+    """SWAG-V: 3D SLIC over clip and guided-backprop saliency, each supervoxel scored by its mean
+    saliency (004, Eq. 1). Saliency = max over channels of |gradient|, scaled to [0, 1]."""
+    started = time.perf_counter()
+    grads = guided_backprop(model_fn, clip, target)
+    saliency = grads.abs().amax(dim=0)
+    saliency = saliency / saliency.max().clamp_min(1e-12)
+    sal_np = saliency.cpu().double().numpy()
+    features = swag_features(
+        clip_pixels_thwc(clip, options),
+        sal_np,
+        options["variant"],
+        float(options["w_c"]),
+        float(options["w_g"]),
+    )
+    labels = slic_segments(features, options["n_segments"], compactness=1.0, convert2lab=False)
+    sums = np.bincount(labels.ravel(), weights=sal_np.ravel())
+    means = sums / np.bincount(labels.ravel())
+    relevance = torch.from_numpy(means[labels]).float()
+    return ExplanationResult(
+        map=relevance,
+        forward_passes=1,
+        backward_passes=1,
+        seconds=time.perf_counter() - started,
+        extras={"n_features": int(labels.max()) + 1},
+    )
+
+
+# --------------------------------------------------------------------------- registry
+
+EXPLAINERS: dict[str, Explainer] = {
+    "lime": lime_3d,
+    "kernel_shap": kernel_shap_3d,
+    "rise": rise_3d,
+    "loco": loco_lv,
+    "univariate": univariate_lv,
+    "occlusion": sampled_occlusion_3d,
+    "swag_v": swag_v,
+}
+
+
+def register_explainer(name: str, fn: Explainer, defaults: Mapping[str, Any] | None = None) -> None:
+    """Add an explainer (e.g. GradCAM from flowguide.modeling) under ``name``."""
+    EXPLAINERS[name] = fn
+    DEFAULT_OPTIONS[name] = dict(defaults or {})
+
+
+def external_explainer(
+    map_fn: Callable[[ModelFn, Tensor, int, dict[str, Any]], Tensor],
+    forward_passes: int = 1,
+    backward_passes: int = 1,
+) -> Explainer:
+    """Adapt a callable that returns only a (T, H, W) map (GradCAM: one forward, one backward)."""
+
+    def run(
+        model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
+    ) -> ExplanationResult:
+        started = time.perf_counter()
+        relevance = map_fn(model_fn, clip, target, options)
+        if tuple(relevance.shape) != tuple(clip.shape[1:]):
+            raise ValueError(
+                f"explainer map {tuple(relevance.shape)} != clip {tuple(clip.shape[1:])}"
+            )
+        return ExplanationResult(
+            map=relevance.detach().to("cpu", torch.float32),
+            forward_passes=forward_passes,
+            backward_passes=backward_passes,
+            seconds=time.perf_counter() - started,
+        )
+
+    return run
+
+
+def explain(
+    name: str,
+    model_fn: ModelFn,
+    clip: Tensor,
+    target: int,
+    options: Mapping[str, Any] | None = None,
+) -> ExplanationResult:
+    """Run the registered explainer ``name`` with its resolved options."""
+    if name not in EXPLAINERS:
+        raise KeyError(f"unknown explainer {name!r}; known: {sorted(EXPLAINERS)}")
+    return EXPLAINERS[name](model_fn, clip, int(target), resolve_options(name, options))
