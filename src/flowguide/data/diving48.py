@@ -107,7 +107,8 @@ def parse_record(raw: Any, split: str, num_classes: int, source: Path, position:
             )
     if not 0 <= label < num_classes:
         raise DatasetError(
-            f"{where} ({vid_name}): label {label} out of range 0..{num_classes - 1} (vocabulary size)"
+            f"{where} ({vid_name}): label {label} out of range 0..{num_classes - 1}"
+            " (vocabulary size)"
         )
     if start < 0 or end < start:
         raise DatasetError(f"{where} ({vid_name}): bad frame range {start}..{end}")

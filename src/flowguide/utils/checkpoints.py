@@ -10,7 +10,7 @@ from flowguide.utils.failures import FlowguideError
 
 
 class MissingWeightsError(FlowguideError):
-    """A checkpoint the configuration asks for is not on disk (we never download behind a user's back)."""
+    """A checkpoint the config asks for is not on disk (nothing is downloaded behind a user's back)."""
 
 
 def require_weights(path: str | os.PathLike, what: str, hint: str = "") -> Path:
@@ -18,7 +18,8 @@ def require_weights(path: str | os.PathLike, what: str, hint: str = "") -> Path:
     if not path.is_file():
         extra = f" {hint}" if hint else ""
         raise MissingWeightsError(
-            f"{what} weights not found: {path} (put the file there, or set the path in config.yaml).{extra}"
+            f"{what} weights not found: {path} "
+            f"(put the file there, or set the path in config.yaml).{extra}"
         )
     return path
 

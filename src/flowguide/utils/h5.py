@@ -119,7 +119,7 @@ def write_masks(
 def read_mask_dataset(
     dset: h5py.Dataset, indices: np.ndarray | list[int] | None = None
 ) -> np.ndarray:
-    """Decode a bit-packed mask dataset at frame ``indices`` (all when None) without reading the rest."""
+    """Decode bit-packed masks at frame ``indices`` (all when None), reading only those frames."""
     if dset.attrs.get("encoding") != MASK_ENCODING:
         raise ShardError(f"{dset.file.filename}:{dset.name}: not a {MASK_ENCODING} mask dataset")
     frame_shape = tuple(int(v) for v in dset.attrs["frame_shape"])
