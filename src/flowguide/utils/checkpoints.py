@@ -10,7 +10,7 @@ from flowguide.utils.failures import FlowguideError
 
 
 class MissingWeightsError(FlowguideError):
-    """A checkpoint the config asks for is missing (nothing is ever downloaded behind a user's back)."""
+    """A checkpoint the config asks for is missing (nothing is downloaded behind a user's back)."""
 
 
 def require_weights(path: str | os.PathLike, what: str, hint: str = "") -> Path:
