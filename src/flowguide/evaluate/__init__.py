@@ -1,0 +1,1 @@
+"""The evaluation stage: accuracy, map-vs-mask overlap, GFLOPs, training cost, cue reliance."""

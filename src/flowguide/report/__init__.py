@@ -1,0 +1,1 @@
+"""The report stage: Chapter 5's tables and figures from whatever results exist."""

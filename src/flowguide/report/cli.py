@@ -1,0 +1,29 @@
+"""``flowguide report``: results/report/ (index.html, report.md, figures/, tables/*.csv)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from flowguide.cli import json_options
+
+    p = subparsers.add_parser("report", help="build the HTML/Markdown report from results/")
+    p.add_argument(
+        "--results", required=True, help="results folder (reads eval/, masks/, failures/)"
+    )
+    p.add_argument("--out", required=True, help="output folder, e.g. results/report")
+    p.add_argument("--options", type=json_options, default={}, help="config 'report' section")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from flowguide.report.build import build_report
+
+    report = build_report(args.results, args.out, args.options)
+    missing = sum(len(s.missing) for s in report.sections)
+    print(
+        f"report: {args.out}/index.html: {len(report.tables_written)} tables, "
+        f"{len(report.figures_written)} figures, {missing} missing items"
+    )
+    return 0

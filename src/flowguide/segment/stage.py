@@ -1,0 +1,177 @@
+"""The segment stage: a flow shard -> a candidates shard (per frame a ranked label map + scores)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from flowguide.segment.labels import LABEL_VALUES, PAINTING_ORDER, paint_label_map
+from flowguide.utils.failures import FailureLog
+from flowguide.utils.h5 import write_frames_dataset, write_shard
+
+log = logging.getLogger("flowguide.segment")
+
+# A frame segmenter: (flows (G,2,H,W), gaps (G,), rgb (H,W,3) or None) -> (masks, scores).
+FrameSegmenter = Callable[
+    [np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]
+]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def motion_segmenter(options: dict[str, Any]) -> tuple[FrameSegmenter, bool, dict[str, Any]]:
+    from dataclasses import asdict
+
+    from flowguide.segment.motion import MotionParams, segment_frame_motion
+
+    params = MotionParams.from_options(options)
+
+    def run(flows: np.ndarray, gaps: np.ndarray, rgb: np.ndarray | None):
+        return segment_frame_motion(flows, gaps, params)
+
+    return run, False, asdict(params)
+
+
+def sam_segmenter(
+    options: dict[str, Any], device: str, sam: Any = None
+) -> tuple[FrameSegmenter, bool, dict[str, Any]]:
+    """``sam`` lets tests pass a tiny model; otherwise the checkpoint in the options is loaded."""
+    from dataclasses import asdict
+
+    from flowguide.segment.sam import SamParams, SamSegmenter, build_sam_model
+    from flowguide.utils.flowviz import flow_to_color
+
+    params = SamParams.from_options(options)
+    segmenter = SamSegmenter(sam if sam is not None else build_sam_model(params), params, device)
+
+    def run(flows: np.ndarray, gaps: np.ndarray, rgb: np.ndarray | None):
+        return segmenter.segment_frame([flow_to_color(f) for f in flows], rgb)
+
+    return run, params.mode == "flowp", asdict(params)
+
+
+def flow_index(frame: int, n_flow: int) -> int:
+    """Flow field of a frame; frames past the stored fields (the last one when the file holds
+    T-1 fields) reuse the nearest earlier field."""
+    return min(frame, n_flow - 1)
+
+
+def read_rgb(path: str, start: int, n_frames: int, frame_shape: tuple[int, int]) -> np.ndarray:
+    from flowguide.utils.video import read_video
+
+    video = read_video(path, start, start + n_frames)
+    height, width = frame_shape
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in video])
+
+
+def segment_video(
+    flow: np.ndarray,
+    used_gap: np.ndarray,
+    n_frames: int,
+    segment: FrameSegmenter,
+    max_objects: int,
+    rgb: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,G,2,H,W) flow of one video -> ((T,H,W) uint8 labels, (T,K) float32 scores)."""
+    height, width = flow.shape[-2:]
+    labels = np.zeros((n_frames, height, width), dtype=np.uint8)
+    scores = np.full((n_frames, max_objects), np.nan, dtype=np.float32)
+    for t in range(n_frames):
+        i = flow_index(t, len(flow))
+        masks, raw = segment(flow[i], used_gap[i], None if rgb is None else rgb[t])
+        labels[t], scores[t] = paint_label_map(masks, raw, max_objects)
+    return labels, scores
+
+
+def write_candidates_group(
+    fh: Any, vid_name: str, labels: np.ndarray, scores: np.ndarray, attrs: dict[str, Any]
+) -> None:
+    group = fh.create_group(vid_name)
+    group.attrs.update(attrs)
+    write_frames_dataset(
+        group, "labels", labels,
+        {"shape": "(T, H, W)", "value": LABEL_VALUES, "painting_order": PAINTING_ORDER},
+    )  # fmt: skip
+    write_frames_dataset(
+        group, "scores", scores,
+        {"shape": "(T, K): score of the candidate with label k+1", "absent": "NaN"},
+    )  # fmt: skip
+
+
+def run_segment(
+    shard_csv: str | os.PathLike,
+    flow_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    failures_path: str | os.PathLike,
+    options: dict[str, Any],
+    device: str = "auto",
+    fail_fast: bool = False,
+    sam: Any = None,
+) -> int:
+    """Segment every video of a shard; returns the number of videos written."""
+    from flowguide.data.manifest import read_shard_csv
+    from flowguide.utils.flowio import list_videos, read_flow
+    from flowguide.utils.h5 import read_shard
+
+    backend = options.get("backend", "sam")
+    max_objects = int(options.get("max_objects", 10))
+    if backend == "motion":
+        segment, needs_rgb, params = motion_segmenter(options)
+    else:
+        segment, needs_rgb, params = sam_segmenter(options, resolve_device(device), sam)
+    rows = read_shard_csv(shard_csv)
+    with read_shard(flow_path) as flow_fh:
+        flow_attrs = {k: flow_fh.attrs[k] for k in flow_fh.attrs}
+        flow_groups = {v: dict(flow_fh[v].attrs) for v in list_videos(flow_path)}
+    failures = FailureLog("segment", fail_fast=fail_fast)
+    file_attrs = {
+        "stage": "segment",
+        "backend": backend,
+        "parameters": json.dumps(params),
+        "label_values": LABEL_VALUES,
+        "painting_order": PAINTING_ORDER,
+        "max_objects": max_objects,
+        "flow_file": str(flow_path),
+        "flow_backend": str(flow_attrs.get("backend", "")),
+        "layout": "/<vid_name>/labels (T,H,W) uint8, /<vid_name>/scores (T,K) float32",
+    }
+    written = 0
+    with write_shard(out_path, file_attrs) as fh:
+        for row in tqdm(rows.itertuples(), total=len(rows), desc="segment", unit="video"):
+            vid = row.vid_name
+            try:
+                if vid not in flow_groups:
+                    raise KeyError(
+                        f"{flow_path}: video {vid!r} has no flow (see the flow failures)"
+                    )
+                gattrs = flow_groups[vid]
+                flow, used_gap = read_flow(flow_path, vid)
+                n_frames = int(gattrs["n_frames"])
+                frame_shape = tuple(int(v) for v in gattrs["frame_shape"])
+                start = int(gattrs["start_frame"])
+                rgb = read_rgb(row.path, start, n_frames, frame_shape) if needs_rgb else None
+                labels, scores = segment_video(flow, used_gap, n_frames, segment, max_objects, rgb)
+                write_candidates_group(fh, vid, labels, scores, {
+                    "start_frame": start, "n_frames": n_frames,
+                    "frame_shape": np.array(frame_shape, dtype=np.int64),
+                    "video_path": str(row.path), "backend": backend,
+                })  # fmt: skip
+                written += 1
+            except Exception as exc:  # one bad video must not stop the shard
+                failures.record(vid, exc)
+    failures.write(failures_path)
+    log.info("segment: %d videos written to %s, %d failed", written, out_path, len(failures.rows))
+    return written

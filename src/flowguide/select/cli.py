@@ -1,0 +1,46 @@
+"""``flowguide select`` (candidates -> diver masks) and ``flowguide mask-quality``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from flowguide.cli import json_options
+
+    p = subparsers.add_parser("select", help="diver mask per frame from candidates (thesis rule)")
+    p.add_argument("--candidates", required=True, help="candidates shard (.h5)")
+    p.add_argument("--out", required=True, help="output masks shard (.h5)")
+    p.add_argument("--failures", required=True, help="output CSV of failed videos")
+    p.add_argument("--options", type=json_options, default={}, help="config 'select' section")
+    p.add_argument("--fail-fast", action="store_true")
+    p.set_defaults(func=_select)
+
+    p = subparsers.add_parser("mask-quality", help="IoU of selected masks against true masks")
+    p.add_argument("--truth", required=True, help="true masks (.h5, e.g. SynthDive true_masks.h5)")
+    p.add_argument("--out", required=True, help="output CSV (per video + overall row)")
+    p.add_argument("masks", nargs="+", help="mask shards (.h5)")
+    p.set_defaults(func=_quality)
+
+
+def _select(args: argparse.Namespace) -> int:
+    from flowguide.config import validate_config
+    from flowguide.select.stage import run_select
+
+    options = validate_config({"dataset": {"kind": "synthdive"}, "select": args.options})["select"]
+    n = run_select(args.candidates, args.out, args.failures, options, args.fail_fast)
+    print(f"select: {n} videos -> {args.out}")
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from flowguide.select.quality import OVERALL, mask_quality, write_quality
+
+    table = mask_quality(args.truth, args.masks)
+    write_quality(table, args.out)
+    overall = table[table["vid_name"] == OVERALL].iloc[0]
+    print(
+        f"mask-quality: {len(table) - 1} videos, mean IoU {overall['mean_iou']:.3f}, "
+        f"empty frames {overall['empty_ratio']:.3f} -> {args.out}"
+    )
+    return 0

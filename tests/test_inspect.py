@@ -1,0 +1,122 @@
+"""Inspection: listing a shard, and the Figure 4.2 PNG (exact pixel size, real content)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from flowguide.cli import main
+from flowguide.inspect.render import HEADER_PX, figure_size, label_palette
+from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_masks, write_shard
+from flowguide.utils.video import write_video
+
+H, W, T = 24, 32, 5
+
+
+def make_results(tmp_path):
+    """A video, and flow / candidates / masks shards of it in results/ layout."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (T, H, W, 3)).astype(np.uint8)
+    write_video(tmp_path / "v.mp4", frames, fps=10, qscale=2)
+    (tmp_path / "flow").mkdir()
+    (tmp_path / "candidates").mkdir()
+    (tmp_path / "masks").mkdir()
+    flow = np.zeros((T, 1, 2, H, W), np.float32)
+    flow[:, 0, 0] = 2.0
+    attrs = {
+        "start_frame": 0,
+        "n_frames": T,
+        "frame_shape": np.array([H, W]),
+        "source_path": str(tmp_path / "v.mp4"),
+    }
+    with write_shard(tmp_path / "flow" / "train0000.h5", {"stage": "flow"}) as fh:
+        g = fh.create_group("v")
+        set_attrs(g, attrs)
+        write_frames_dataset(g, "flow", flow.astype(np.float16), {})
+        write_frames_dataset(g, "used_gap", np.ones((T, 1), np.int16), {})
+    labels = np.zeros((T, H, W), np.uint8)
+    labels[:, 4:12, 10:20] = 1
+    labels[:, 14:20, 2:8] = 2
+    with write_shard(tmp_path / "candidates" / "train0000.h5", {"stage": "segment"}) as fh:
+        g = fh.create_group("v")
+        set_attrs(g, attrs)
+        write_frames_dataset(g, "labels", labels, {})
+        scores = np.full((T, 10), np.nan, np.float32)
+        scores[:, :2] = [0.9, 0.5]
+        write_frames_dataset(g, "scores", scores, {})
+    with write_shard(tmp_path / "masks" / "train0000.h5", {"stage": "select"}) as fh:
+        g = fh.create_group("v")
+        set_attrs(g, {**attrs, "coverage": float((labels == 1).mean()), "empty_ratio": 0.0})
+        write_masks(g, "mask", labels == 1)
+    return labels
+
+
+def test_inspect_renders_figure_of_expected_size_and_content(tmp_path):
+    labels = make_results(tmp_path)
+    out = tmp_path / "fig.png"
+    rc = main(
+        [
+            "inspect",
+            "--results",
+            str(tmp_path),
+            "--shard",
+            "train0000",
+            "--video",
+            "v",
+            "--frames",
+            "0,2,4",
+            "--scale",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    img = np.asarray(Image.open(out).convert("RGB"))
+    height, width = figure_size((H, W), 4, 3, 2)
+    assert img.shape == (height, width, 3)
+    # candidates column (third): label 1 and 2 colours where the label map has them
+    gap = 2
+    x0 = 2 * (2 * W + gap)
+    panel = img[HEADER_PX : HEADER_PX + 2 * H, x0 : x0 + 2 * W]
+    palette = label_palette()
+    up = labels[0].repeat(2, 0).repeat(2, 1)
+    for k in (1, 2):
+        inner = panel[up == k]
+        assert (np.abs(inner.astype(int) - palette[k]).max(1) <= 2).mean() > 0.9
+    # mask column (fourth): white exactly on label 1
+    x0 = 3 * (2 * W + gap)
+    mask_panel = img[HEADER_PX : HEADER_PX + 2 * H, x0 : x0 + 2 * W].mean(-1)
+    assert (mask_panel[up == 1] > 250).mean() > 0.95 and (mask_panel[up != 1] < 5).mean() > 0.95
+    # the RGB column is the video frame (lossy: close, not exact) - non-trivial content
+    assert img[HEADER_PX : HEADER_PX + 2 * H, : 2 * W].std() > 30
+
+
+def test_inspect_animation_and_listing(tmp_path, capsys):
+    make_results(tmp_path)
+    gif = tmp_path / "a.gif"
+    rc = main(
+        [
+            "inspect",
+            "--results",
+            str(tmp_path),
+            "--shard",
+            "train0000",
+            "--video",
+            "v",
+            "--scale",
+            "1",
+            "--animation",
+            str(gif),
+        ]
+    )
+    assert rc == 0
+    with Image.open(gif) as im:
+        assert im.n_frames == T
+        assert im.size == (4 * W + 3 * 2, H)
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "masks" / "train0000.h5")]) == 0
+    listing = capsys.readouterr().out
+    assert "coverage" in listing and f"{8 * 10 / (H * W):.4f}" in listing  # label 1: 8x10 px
+    assert main(["inspect", str(tmp_path / "candidates" / "train0000.h5")]) == 0
+    assert "mean_candidates" in capsys.readouterr().out
