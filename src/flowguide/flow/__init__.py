@@ -1,0 +1,1 @@
+"""Optical-flow stage: RAFT (torchvision) or DIS/Farneback (OpenCV) flow of a shard of videos."""
