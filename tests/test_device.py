@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from flowguide.utils.device import claim_gpu, resolve_device
+from flowguide.utils.failures import FlowguideError
 
 CLAIM = (
     "import sys; from pathlib import Path; from flowguide.utils.device import claim_gpu; "
@@ -36,3 +38,11 @@ def test_cpu_when_no_cuda() -> None:
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_bad_or_unavailable_device_is_an_error() -> None:
+    with pytest.raises(FlowguideError, match="'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(FlowguideError, match="CUDA is not available"):
+            resolve_device("cuda:1")

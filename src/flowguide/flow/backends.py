@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FlowguideError
 
 log = logging.getLogger("flowguide.flow")
@@ -173,21 +174,6 @@ def padding_for(size: int) -> tuple[int, int]:
     return extra // 2, extra - extra // 2
 
 
-def resolve_device(device: str) -> str:
-    """'auto' = cuda when available, else cpu; an unavailable cuda is an error, not a fallback."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as exc:
-        raise FlowguideError(f"--device {device!r}: {exc}") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise FlowguideError(f"--device {device!r}: CUDA is not available on this machine")
-    return device
-
-
 class RaftBackend:
     """torchvision RAFT with its own preprocessing (``weights.transforms()``: [-1, 1]).
 
@@ -263,7 +249,7 @@ class RaftBackend:
 
 
 def build_backend(options: dict[str, Any], device: str = "auto") -> FlowBackend:
-    """The backend of a validated ``flow`` config section."""
+    """The backend of a validated ``flow`` config section (RAFT on a claimed device)."""
     name = options["backend"]
     if name in OPENCV_BACKENDS:
         return OpenCVBackend(name, options.get("dis_preset", "medium"))

@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 import flowguide
 from flowguide.config import validate_config
-from flowguide.flow.backends import FlowBackend, build_backend, resolve_device
+from flowguide.flow.backends import OPENCV_BACKENDS, FlowBackend, build_backend
+from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FailureLog, FlowguideError, VideoError
 from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
 from flowguide.utils.video import read_video
@@ -165,8 +166,9 @@ def run_flow(
     if not Path(shard_csv).is_file():
         raise FlowguideError(f"{shard_csv}: shard CSV does not exist")
     rows = read_shard_csv(shard_csv).to_dict("records")
-    device = resolve_device(device)  # also for OpenCV: a bad --device is an error everywhere
-    backend = build_backend(options, device)
+    # OpenCV backends run on the CPU: check the name, but hold no GPU.
+    device = resolve_device(device, claim=options["backend"] not in OPENCV_BACKENDS)
+    backend = build_backend(options, str(device))
     failures = FailureLog("flow", fail_fast=fail_fast)
     gaps = list(options["gaps"])
     written = 0

@@ -41,16 +41,25 @@ def claim_gpu(n_visible: int, directory: Path | None = None) -> int | None:
     return None
 
 
-def resolve_device(name: str = "auto"):
-    """``auto``: a claimed free CUDA device when CUDA is available, else the CPU."""
+def resolve_device(name: str = "auto", claim: bool = True):
+    """The job's torch device. ``auto`` and ``cuda``: a claimed free GPU when CUDA is available
+    (``auto`` falls back to the CPU only when there is no CUDA at all); ``cuda:N`` or ``cpu`` as
+    given. An unavailable CUDA device is an error, never a silent fallback. ``claim=False``
+    only checks the name (for jobs that will not use the GPU, e.g. OpenCV flow)."""
     import torch
 
-    if name not in ("auto", "cuda"):
-        return torch.device(name)
+    try:
+        device = torch.device(name if name != "auto" else "cuda")
+    except RuntimeError as exc:
+        raise FlowguideError(f"--device {name!r}: {exc}") from None
+    if device.type != "cuda":
+        return device
     if not torch.cuda.is_available():
-        if name == "cuda":
-            raise FlowguideError("device 'cuda' requested but no CUDA device is available")
-        return torch.device("cpu")
+        if name == "auto":
+            return torch.device("cpu")
+        raise FlowguideError(f"--device {name!r}: CUDA is not available on this machine")
+    if device.index is not None or not claim:
+        return device
     index = claim_gpu(torch.cuda.device_count())
     if index is None:
         raise FlowguideError(
