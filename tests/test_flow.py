@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from flowguide.cli import main as cli_main
-from flowguide.data.manifest import MANIFEST_COLUMNS
 from flowguide.flow.backends import OpenCVBackend, RaftBackend, load_raft
 from flowguide.flow.stage import partner_frame, plan_gaps, run_flow
 from flowguide.utils.checkpoints import MissingWeightsError, hub_checkpoint_path
 from flowguide.utils.flowio import flow_attrs, flow_video_attrs, list_videos, read_flow
 from flowguide.utils.flowviz import flow_to_color
+from flowguide.utils.manifest import MANIFEST_COLUMNS
 from flowguide.utils.video import read_video, write_video
 
 MARGIN = 16

@@ -14,12 +14,8 @@ from tqdm import tqdm
 from flowguide.data.diving48 import SPLITS, ClipRecord, DatasetLayout, read_split, read_vocab
 from flowguide.utils.atomic import atomic_path
 from flowguide.utils.failures import FailureLog, VideoError
+from flowguide.utils.manifest import MANIFEST_COLUMNS
 from flowguide.utils.video import probe_video
-
-MANIFEST_COLUMNS = [
-    "vid_name", "split", "label", "path", "start_frame", "end_frame",
-    "n_frames", "video_frames", "fps", "width", "height", "shard",
-]  # fmt: skip
 
 
 def shard_name(split: str, position: int, shard_size: int) -> str:
@@ -106,10 +102,6 @@ def write_manifest(
         rows.to_csv(staging / f"{shard}.csv", index=False)
     shutil.rmtree(shards_dir, ignore_errors=True)
     os.replace(staging, shards_dir)
-
-
-def read_shard_csv(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"vid_name": str, "split": str, "path": str, "shard": str})
 
 
 def run_manifest(

@@ -160,12 +160,12 @@ def run_flow(
     fail_fast: bool = False,
 ) -> dict[str, int]:
     """Compute the flow of every video of a shard; per-video failures go to ``failures_path``."""
-    from flowguide.data.manifest import read_shard_csv
+    from flowguide.utils.manifest import read_manifest
 
     options = flow_options(options)
     if not Path(shard_csv).is_file():
         raise FlowguideError(f"{shard_csv}: shard CSV does not exist")
-    rows = read_shard_csv(shard_csv).to_dict("records")
+    rows = read_manifest(shard_csv).to_dict("records")
     # OpenCV backends run on the CPU: check the name, but hold no GPU.
     device = resolve_device(device, claim=options["backend"] not in OPENCV_BACKENDS)
     backend = build_backend(options, str(device))

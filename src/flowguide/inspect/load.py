@@ -33,11 +33,11 @@ def video_table(path: str | os.PathLike) -> pd.DataFrame:
     """One row per video of a shard file (flow, candidates or masks .h5, or a shard .csv)."""
     path = Path(path)
     if path.suffix == ".csv":
-        from flowguide.data.manifest import read_shard_csv
+        from flowguide.utils.manifest import read_manifest
 
         if not path.exists():
             raise FlowguideError(f"{path}: shard CSV does not exist")
-        return read_shard_csv(path)
+        return read_manifest(path)
     rows = []
     with read_shard(path) as fh:
         stage = _attr(fh.attrs.get("stage", ""))
