@@ -1,4 +1,4 @@
-"""The manifest's file contract, shared by every stage that reads ``manifest.csv`` or a shard CSV."""
+"""The manifest file contract, shared by every stage that reads manifest.csv or a shard CSV."""
 
 from __future__ import annotations
 
@@ -14,6 +14,6 @@ _TEXT_COLUMNS = {"vid_name": str, "split": str, "path": str, "shard": str}
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """``manifest.csv`` or one shard's CSV; vid_name stays text (Diving48 names can look numeric)."""
+    """manifest.csv or one shard's CSV; vid_name stays text (Diving48 names can look numeric)."""
     return pd.read_csv(path, dtype=_TEXT_COLUMNS)
 
