@@ -12,6 +12,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/flow.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/select.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

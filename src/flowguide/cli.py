@@ -21,6 +21,9 @@ STAGE_CLIS = [
     "flowguide.select.cli",
     "flowguide.inspect.cli",
     "flowguide.flow.cli",
+    "flowguide.train.cli",
+    "flowguide.evaluate.cli",
+    "flowguide.report.cli",
 ]
 
 

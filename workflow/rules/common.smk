@@ -61,6 +61,7 @@ def shard_targets(pattern):
 def all_targets(wildcards):
     targets = [f"{RESULTS}/manifest.csv"]
     targets += expand(f"{RESULTS}/masks/{{shard}}.h5", shard=shards())
+    targets += train_targets()
     return targets
 
 

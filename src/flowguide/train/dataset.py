@@ -1,0 +1,133 @@
+"""One dataset class: a manifest row -> T sampled frames (and diver masks), transformed.
+
+Randomness is per sample: the offset of the dynamic temporal stride and every transform draw
+come from a seed derived from (run seed, epoch, dataset index). A sample is therefore the same
+whatever the number of loader workers or the order of loading, which is what makes a resumed run
+equal an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from flowguide.train.sampling import sample_indices
+from flowguide.train.transforms import ClipTransform, frames_to_tensor, masks_to_tensor
+from flowguide.utils import manifest as manifest_file
+from flowguide.utils.failures import FlowguideError
+from flowguide.utils.h5 import read_shard
+from flowguide.utils.masks import MASK_DATASET, read_video_masks
+from flowguide.utils.video import read_frames
+
+log = logging.getLogger(__name__)
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FlowguideError(f"{path}: manifest does not exist")
+    return manifest_file.read_manifest(path)
+
+
+def mask_shard_path(masks_dir: str | os.PathLike, shard: str) -> Path:
+    return Path(masks_dir) / f"{shard}.h5"
+
+
+def split_by_mask_availability(
+    rows: pd.DataFrame, masks_dir: str | os.PathLike
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows whose video has a mask dataset, rows without); each shard file is opened once.
+
+    A video the flow/segment/select stages failed on is absent from its mask shard.
+    """
+    has_mask = np.zeros(len(rows), dtype=bool)
+    for shard, positions in rows.groupby("shard").indices.items():
+        with read_shard(mask_shard_path(masks_dir, shard)) as fh:
+            present = {
+                name
+                for name, obj in fh.items()
+                if isinstance(obj, h5py.Group) and MASK_DATASET in obj  # skip e.g. /index
+            }
+        names = rows["vid_name"].to_numpy()[positions]
+        has_mask[positions] = [name in present for name in names]
+    return rows[has_mask].reset_index(drop=True), rows[~has_mask].reset_index(drop=True)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, epoch, index])
+
+
+class ClipDataset(Dataset):
+    """Items: ``clip`` (C,T,H,W) float, ``label``, ``index``, ``vid_name``, and ``mask`` (T,H,W)
+    bool when ``masks_dir`` is given (masks are stored at the flow size; resized with nearest)."""
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        num_samples: int,
+        transform: ClipTransform,
+        masks_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.rows = rows.reset_index(drop=True)
+        self.num_samples = num_samples
+        self.transform = transform
+        self.masks_dir = Path(masks_dir) if masks_dir is not None else None
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def frame_indices(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        """Clip-relative indices (0 = the manifest's start_frame)."""
+        n_frames = int(self.rows.at[index, "n_frames"])
+        return sample_indices(n_frames, self.num_samples, self.transform.training, rng)
+
+    def read(self, index: int, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        row = self.rows.iloc[index]
+        frames = read_frames(row["path"], int(row["start_frame"]) + indices)
+        video = frames_to_tensor(frames)
+        if self.masks_dir is None:
+            return video, None
+        shard = mask_shard_path(self.masks_dir, row["shard"])
+        masks = read_video_masks(shard, row["vid_name"], indices)
+        return video, masks_to_tensor(masks, tuple(video.shape[-2:]))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        seeds = sample_seed(self.seed, self.epoch, index)
+        rng = np.random.default_rng(seeds)
+        indices = self.frame_indices(index, rng)
+        video, mask = self.read(index, indices)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seeds.generate_state(1, np.uint64)[0] >> 1))
+            clip, mask = self.transform(video, mask)
+        item: dict[str, Any] = {
+            "clip": clip,
+            "label": int(self.rows.at[index, "label"]),
+            "index": index,
+            "vid_name": str(self.rows.at[index, "vid_name"]),
+        }
+        if mask is not None:
+            item["mask"] = mask
+        return item
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed numpy and random in each loader worker from its torch seed (itself from the loader's
+    generator), for any library code that draws from them."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
