@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from flowguide.train.dataset import ClipDataset
-from flowguide.train.transforms import ClipTransform, TransformSpec
+from flowguide.clips.dataset import ClipDataset
+from flowguide.clips.transforms import ClipTransform, TransformSpec
 from flowguide.utils.h5 import write_masks, write_shard
 from flowguide.utils.video import write_video
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import flowguide.utils.compat  # noqa: F401
-from flowguide.train.dataset import ClipDataset, read_manifest, split_by_mask_availability
-from flowguide.train.sampling import draw_offset, frame_indices, sample_indices
-from flowguide.train.transforms import (
+from flowguide.clips.dataset import ClipDataset, split_by_mask_availability
+from flowguide.clips.sampling import draw_offset, frame_indices, sample_indices
+from flowguide.clips.transforms import (
     MASK_OPS,
     ClipTransform,
     JointRandAugment,
@@ -25,6 +25,7 @@ from flowguide.train.transforms import (
     normalize,
 )
 from flowguide.utils.h5 import write_masks, write_shard
+from flowguide.utils.manifest import read_manifest
 from flowguide.utils.video import read_frames, write_video
 
 # --- a tiny dataset the loop tests reuse -----------------------------------------------------
@@ -174,7 +175,7 @@ def geometric_only_transform(spec: TransformSpec) -> ClipTransform:
 
 
 def test_mask_covers_the_shape_after_scale_crop_randaugment_flip(monkeypatch):
-    import flowguide.train.transforms as tr
+    import flowguide.clips.transforms as tr
 
     flips, original = [], tr.hflip
     monkeypatch.setattr(tr, "hflip", lambda v, m: (flips.append(1), original(v, m))[1])

@@ -45,18 +45,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
-from flowguide.train.dataset import (
+from flowguide.clips.dataset import (
     ClipDataset,
-    read_manifest,
     split_by_mask_availability,
     worker_init_fn,
 )
+from flowguide.clips.transforms import ClipTransform, TransformSpec
+from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
 from flowguide.train.methods import Method, TrainContext, create_method
-from flowguide.train.transforms import ClipTransform, TransformSpec
 from flowguide.utils.atomic import atomic_path, atomic_write_text
 from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FlowguideError
+from flowguide.utils.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 

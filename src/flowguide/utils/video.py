@@ -37,8 +37,9 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     return container
 
 
-def _decode(path: str | os.PathLike, stop: int | None = None):
-    """Yield decoded frames as RGB arrays; decoding errors name the file."""
+def _decode(path: str | os.PathLike, stop: int | None = None, wanted: set[int] | None = None):
+    """Yield (index, RGB array) of decoded frames; only ``wanted`` ones are converted to arrays
+    (the conversion dominates decoding time). Decoding errors name the file."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -46,7 +47,8 @@ def _decode(path: str | os.PathLike, stop: int | None = None):
         for i, frame in enumerate(container.decode(stream)):
             if stop is not None and i >= stop:
                 break
-            yield frame.to_ndarray(format="rgb24")
+            if wanted is None or i in wanted:
+                yield i, frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: decoding failed ({exc})") from exc
     finally:
@@ -63,9 +65,15 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     finally:
         container.close()
     n, height, width = 0, 0, 0
-    for frame in _decode(path):
-        height, width = frame.shape[:2]
-        n += 1
+    container = _open(path)
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            height, width = frame.height, frame.width
+            n += 1
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: decoding failed ({exc})") from exc
+    finally:
+        container.close()
     if n == 0:
         raise VideoError(f"{path}: video has zero decodable frames")
     return VideoInfo(n_frames=n, fps=fps, width=width, height=height)
@@ -78,7 +86,7 @@ def read_video(
     short_side: int | None = None,
 ) -> np.ndarray:
     """Frames ``start`` (inclusive) to ``end`` (exclusive), optionally resized to ``short_side``."""
-    frames = [f for i, f in enumerate(_decode(path, stop=end)) if i >= start]
+    frames = [f for i, f in _decode(path, stop=end) if i >= start]
     if not frames:
         raise VideoError(f"{path}: no frames in range [{start}, {end})")
     video = np.stack(frames)
@@ -90,7 +98,7 @@ def read_frames(path: str | os.PathLike, indices: np.ndarray | list[int]) -> np.
     indices = np.asarray(indices, dtype=np.int64)
     wanted = set(indices.tolist())
     stop = int(indices.max()) + 1
-    decoded = {i: f for i, f in enumerate(_decode(path, stop=stop)) if i in wanted}
+    decoded = dict(_decode(path, stop=stop, wanted=wanted))
     missing = sorted(wanted - decoded.keys())
     if missing:
         raise VideoError(f"{path}: frame(s) {missing[:5]} past the end of the video")

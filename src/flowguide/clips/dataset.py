@@ -20,22 +20,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from flowguide.train.sampling import sample_indices
-from flowguide.train.transforms import ClipTransform, frames_to_tensor, masks_to_tensor
-from flowguide.utils import manifest as manifest_file
-from flowguide.utils.failures import FlowguideError
+from flowguide.clips.sampling import sample_indices
+from flowguide.clips.transforms import ClipTransform, frames_to_tensor, masks_to_tensor
 from flowguide.utils.h5 import read_shard
 from flowguide.utils.masks import MASK_DATASET, read_video_masks
 from flowguide.utils.video import read_frames
 
 log = logging.getLogger(__name__)
-
-
-def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise FlowguideError(f"{path}: manifest does not exist")
-    return manifest_file.read_manifest(path)
 
 
 def mask_shard_path(masks_dir: str | os.PathLike, shard: str) -> Path:
