@@ -13,6 +13,9 @@ include: "workflow/rules/flow.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -23,6 +23,7 @@ STAGE_CLIS = [
     "flowguide.flow.cli",
     "flowguide.train.cli",
     "flowguide.evaluate.cli",
+    "flowguide.explain.cli",
     "flowguide.report.cli",
 ]
 

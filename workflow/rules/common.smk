@@ -59,9 +59,9 @@ def shard_targets(pattern):
 
 
 def all_targets(wildcards):
-    targets = [f"{RESULTS}/manifest.csv"]
-    targets += expand(f"{RESULTS}/masks/{{shard}}.h5", shard=shards())
-    targets += train_targets()
+    """The report, which pulls in every stage; explanations are listed too."""
+    targets = [f"{RESULTS}/report/index.html"]
+    targets += [f"{RESULTS}/explain/{run}/T{T}/summary.csv" for run, T in explain_runs()]
     return targets
 
 

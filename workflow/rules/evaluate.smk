@@ -1,18 +1,7 @@
 # Evaluation of one trained run: results/eval/{run}/T{T}/ (issue 7).
 # {run} is a registry method name, optionally with sweep parameters (flowguide.utils.runs):
 # "ogl_dice", "ogl_dice-alpha0.25", "rrr_gradcam-lambda0.01-percentile20".
-# Needs from common.smk (wired by the lead): eval_runs() -> [(run, T), ...] for the report.
-from flowguide.utils.runs import RUN_NAME_PATTERN
-
-
-wildcard_constraints:
-    run=RUN_NAME_PATTERN,
-    T=r"\d+",
-
-
-def eval_options():
-    """The 'evaluate' config section (threshold, n_saved_maps) as canonical JSON; {} = defaults."""
-    return json.dumps(config.get("evaluate", {}), sort_keys=True)
+# The runs to evaluate come from train.smk's eval_runs().
 
 
 def synth_clips():
@@ -49,7 +38,7 @@ rule evaluate:
         cam_overlap=f"{EVAL_DIR}/cam_overlap.csv",
         cams=f"{EVAL_DIR}/cams.h5",
     params:
-        options=eval_options(),
+        options=options("evaluate"),
         train_dir=lambda wildcards, input: os.path.dirname(input.checkpoint),
         masks_dir=f"{RESULTS}/masks",
         synth=lambda wildcards, input: f"--synth-clips {input.clips[0]}" if input.clips else "",

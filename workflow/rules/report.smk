@@ -2,26 +2,14 @@
 # results exist. `snakemake --report report.zip` embeds the same page and figures.
 
 
-def report_eval_runs():
-    """(run, T) pairs to evaluate: common.smk's eval_runs() (with sweeps) when defined, else
-    every training method at every T of the config."""
-    if "eval_runs" in globals():
-        return eval_runs()
-    return [(m, t) for m in config["train"]["methods"] for t in config["train"]["T"]]
-
-
 def report_inputs(wildcards):
-    inputs = [f"{RESULTS}/eval/{run}/T{t}/metrics.json" for run, t in report_eval_runs()]
+    inputs = [f"{RESULTS}/eval/{run}/T{t}/metrics.json" for run, t in eval_runs()]
+    inputs += [f"{RESULTS}/explain/{run}/T{t}/summary.csv" for run, t in explain_runs()]
     inputs += [f"{RESULTS}/manifest.csv"]
     inputs += expand(f"{RESULTS}/masks/{{shard}}.h5", shard=shards())
     if config["dataset"]["kind"] == "synthdive":
         inputs.append(f"{RESULTS}/masks/quality.csv")
     return inputs
-
-
-def report_options():
-    """The 'report' config section as canonical JSON; {} = the defaults of report.build."""
-    return json.dumps(config.get("report", {}), sort_keys=True)
 
 
 rule report:
@@ -47,7 +35,7 @@ rule report:
             labels={"figure": "{name}"},
         ),
     params:
-        options=report_options(),
+        options=options("report"),
         results=RESULTS,
         out=lambda wildcards, output: os.path.dirname(output.html),
     log:

@@ -1,0 +1,59 @@
+# Post-hoc explanations of one trained run (papers 002-004): results/explain/{run}/T{T}/.
+
+
+def explain_runs():
+    runs = config["explain"]["runs"]
+    if runs is None:
+        runs = config["train"]["methods"]
+    return [(run, T) for run in runs for T in config["train"]["T"]]
+
+
+def explain_options():
+    """The explain section minus the list of runs (adding a run reruns nothing else)."""
+    section = {k: v for k, v in config["explain"].items() if k != "runs"}
+    return json.dumps(section, sort_keys=True)
+
+
+EXPLAIN_DIR = f"{RESULTS}/explain/{{run}}/T{{T}}"
+
+
+rule explain:
+    input:
+        checkpoint=f"{RESULTS}/train/{{run}}/T{{T}}/checkpoint.pt",
+        manifest=f"{RESULTS}/manifest.csv",
+        masks=shard_targets(f"{RESULTS}/masks/{{shard}}.h5"),
+        flow=shard_targets(f"{RESULTS}/flow/{{shard}}.h5"),
+    output:
+        scores=f"{EXPLAIN_DIR}/scores.csv",
+        summary=report(
+            f"{EXPLAIN_DIR}/summary.csv",
+            category="Explanations",
+            subcategory="{run}",
+            labels={"run": "{run}", "T": "{T}", "file": "summary.csv"},
+        ),
+        maps=f"{EXPLAIN_DIR}/maps.h5",
+    params:
+        options=explain_options(),
+        masks_dir=f"{RESULTS}/masks",
+        flow_dir=f"{RESULTS}/flow",
+        out=lambda wildcards, output: os.path.dirname(output.scores),
+        device=config["device"],
+        fail_fast=fail_fast_flag(),
+    log:
+        f"{LOGS}/explain/{{run}}/T{{T}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/explain/{{run}}/T{{T}}.tsv"
+    conda:
+        "../../envs/explain.yaml"
+    resources:
+        mem_mb=res("explain", "mem_mb"),
+        runtime=res("explain", "runtime"),
+        cpus_per_task=res("explain", "cpus_per_task"),
+        gpu=gpu_resource("explain"),
+        gres=gres_resource("explain"),
+    shell:
+        "python -m flowguide explain --checkpoint {input.checkpoint:q}"
+        " --manifest {input.manifest:q} --masks-dir {params.masks_dir:q}"
+        " --flow-dir {params.flow_dir:q} --out-dir {params.out:q}"
+        " --options {params.options:q} --device {params.device:q} {params.fail_fast}"
+        " > {log:q} 2>&1"
