@@ -22,6 +22,12 @@ log = logging.getLogger("flowguide.segment")
 FrameSegmenter = Callable[
     [np.ndarray, np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray]
 ]
+# A video segmenter: (flow (N,G,2,H,W), used gaps (N,G), n_frames, rgb (T,H,W,3) or None)
+# -> per frame (masks (K,H,W), scores (K,)). The motion backend works per video (its colour cue
+# compares a frame with its camera-compensated neighbours).
+VideoSegmenter = Callable[
+    [np.ndarray, np.ndarray, int, np.ndarray | None], list[tuple[np.ndarray, np.ndarray]]
+]
 
 
 def resolve_device(device: str) -> str:
@@ -32,17 +38,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def motion_segmenter(options: dict[str, Any]) -> tuple[FrameSegmenter, bool, dict[str, Any]]:
+def motion_segmenter(options: dict[str, Any]) -> tuple[VideoSegmenter, bool, dict[str, Any]]:
     from dataclasses import asdict
 
-    from flowguide.segment.motion import MotionParams, segment_frame_motion
+    from flowguide.segment.motion import MotionParams, segment_video_motion
 
     params = MotionParams.from_options(options)
 
-    def run(flows: np.ndarray, gaps: np.ndarray, rgb: np.ndarray | None):
-        return segment_frame_motion(flows, gaps, params)
+    def run(flow: np.ndarray, used_gap: np.ndarray, n_frames: int, rgb: np.ndarray | None):
+        return segment_video_motion(flow, used_gap, n_frames, params, rgb)
 
-    return run, False, asdict(params)
+    return run, params.needs_rgb, asdict(params)
+
+
+def per_frame(segment: FrameSegmenter) -> VideoSegmenter:
+    """A frame segmenter applied to every frame (frames past the stored flow fields reuse the
+    nearest earlier field)."""
+
+    def run(flow: np.ndarray, used_gap: np.ndarray, n_frames: int, rgb: np.ndarray | None):
+        out = []
+        for t in range(n_frames):
+            i = flow_index(t, len(flow))
+            out.append(segment(flow[i], used_gap[i], None if rgb is None else rgb[t]))
+        return out
+
+    return run
 
 
 def sam_segmenter(
@@ -81,7 +101,7 @@ def segment_video(
     flow: np.ndarray,
     used_gap: np.ndarray,
     n_frames: int,
-    segment: FrameSegmenter,
+    segment: VideoSegmenter,
     max_objects: int,
     rgb: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +109,7 @@ def segment_video(
     height, width = flow.shape[-2:]
     labels = np.zeros((n_frames, height, width), dtype=np.uint8)
     scores = np.full((n_frames, max_objects), np.nan, dtype=np.float32)
-    for t in range(n_frames):
-        i = flow_index(t, len(flow))
-        masks, raw = segment(flow[i], used_gap[i], None if rgb is None else rgb[t])
+    for t, (masks, raw) in enumerate(segment(flow, used_gap, n_frames, rgb)):
         labels[t], scores[t] = paint_label_map(masks, raw, max_objects)
     return labels, scores
 
@@ -122,17 +140,18 @@ def run_segment(
     sam: Any = None,
 ) -> int:
     """Segment every video of a shard; returns the number of videos written."""
-    from flowguide.data.manifest import read_shard_csv
     from flowguide.utils.flowio import list_videos, read_flow
     from flowguide.utils.h5 import read_shard
+    from flowguide.utils.manifest import read_manifest
 
     backend = options.get("backend", "sam")
     max_objects = int(options.get("max_objects", 10))
     if backend == "motion":
         segment, needs_rgb, params = motion_segmenter(options)
     else:
-        segment, needs_rgb, params = sam_segmenter(options, resolve_device(device), sam)
-    rows = read_shard_csv(shard_csv)
+        frame_segment, needs_rgb, params = sam_segmenter(options, resolve_device(device), sam)
+        segment = per_frame(frame_segment)
+    rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:
         flow_attrs = {k: flow_fh.attrs[k] for k in flow_fh.attrs}
         flow_groups = {v: dict(flow_fh[v].attrs) for v in list_videos(flow_path)}

@@ -1,0 +1,537 @@
+"""SynthDive's renderer: a diving pool scene and an articulated diver, drawn with OpenCV.
+
+World coordinates are in units of the frame height: ``u`` to the right, ``v`` down, the water
+surface at ``v = 0`` and the platform's end at ``u = 0``. The camera looks at ``(cu, cv)`` and
+follows the diver. The diver is drawn into a separate layer with anti-aliasing off, so the true
+mask is exactly the set of pixels the diver covers in the (uncompressed) frame.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# --- what a class is --------------------------------------------------------------------------
+
+#: takeoff -> (facing: +1 faces the water (right), -1 faces the board; spin: +1 forward rotation)
+TAKEOFFS = {"Forward": (1, 1), "Back": (-1, -1), "Reverse": (1, -1), "Inward": (-1, 1)}
+SOMERSAULTS = {
+    "Dive": 0.5, "1som": 1.0, "15som": 1.5, "2som": 2.0, "25som": 2.5,
+    "3som": 3.0, "35som": 3.5, "45som": 4.5,
+}  # fmt: skip
+TWISTS = {
+    "NoTwis": 0.0, "05Twis": 0.5, "1Twis": 1.0, "15Twis": 1.5, "2Twis": 2.0,
+    "25Twis": 2.5, "3Twis": 3.0, "35Twis": 3.5,
+}  # fmt: skip
+POSITIONS = ("TUCK", "PIKE", "STR", "FREE")
+
+
+@dataclass(frozen=True)
+class Dive:
+    """How a dive unfolds: the class's four vocabulary words turned into kinematics."""
+
+    takeoff: str
+    somersaults: float
+    twists: float
+    position: str
+
+    @classmethod
+    def from_vocab(cls, words: list[str] | tuple[str, ...]) -> Dive:
+        takeoff, som, twist, position = words
+        return cls(takeoff, SOMERSAULTS[som], TWISTS[twist], position)
+
+    @property
+    def facing(self) -> int:
+        return TAKEOFFS[self.takeoff][0]
+
+    @property
+    def spin(self) -> int:
+        return TAKEOFFS[self.takeoff][1]
+
+
+# --- per-clip random parameters -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ClipSpec:
+    """Everything needed to render one clip; sampled once from the clip's own RNG."""
+
+    width: int
+    height: int
+    frames: int
+    dive: Dive
+    cue_rgb: tuple[int, int, int]
+    body_len: float  # standing diver height, in frame heights
+    board_height: float  # platform above the water, in frame heights
+    takeoff_frame: float
+    entry_frame: float
+    travel: float  # horizontal distance covered in flight
+    apex: float  # fraction of the flight at which the hip is highest
+    skin: tuple[int, int, int]
+    suit: tuple[int, int, int]
+    hair: tuple[int, int, int]
+    texture_seed: int
+    pan_amp: float
+    pan_cycles: float
+    pan_phase: float
+    jitter: np.ndarray  # (frames, 2) camera shake, frame heights
+    ripples: np.ndarray  # (3, 5) rows: amplitude, u freq, v freq, angular speed, phase
+
+
+SKINS = ((224, 172, 140), (198, 140, 105), (160, 110, 80), (235, 195, 165), (120, 80, 60))
+SUITS = ((30, 30, 35), (20, 40, 110), (130, 20, 30), (20, 90, 60), (90, 40, 110))
+HAIRS = ((30, 20, 15), (70, 45, 25), (150, 110, 60), (15, 15, 15))
+
+
+def sample_spec(
+    rng: np.random.Generator,
+    dive: Dive,
+    cue_rgb: tuple[int, int, int],
+    frames: int,
+    width: int,
+    height: int,
+) -> ClipSpec:
+    """Draw a clip's scene parameters. The draws never depend on the class, so appearance
+    (colours, sizes, timing) is distributed identically for every class."""
+    takeoff = frames * rng.uniform(0.08, 0.18)
+    entry = frames * rng.uniform(0.80, 0.90)
+    return ClipSpec(
+        width=width,
+        height=height,
+        frames=frames,
+        dive=dive,
+        cue_rgb=tuple(int(c) for c in cue_rgb),
+        body_len=float(rng.uniform(0.42, 0.5)),
+        board_height=float(rng.uniform(0.55, 0.8)),  # a 2-3 m springboard
+        takeoff_frame=float(takeoff),
+        entry_frame=float(max(entry, takeoff + 2.0)),
+        travel=float(rng.uniform(0.15, 0.28)),
+        apex=float(rng.uniform(0.25, 0.35)),
+        skin=SKINS[rng.integers(len(SKINS))],
+        suit=SUITS[rng.integers(len(SUITS))],
+        hair=HAIRS[rng.integers(len(HAIRS))],
+        texture_seed=int(rng.integers(2**31)),
+        pan_amp=float(rng.uniform(0.01, 0.04)),
+        pan_cycles=float(rng.uniform(0.3, 1.0)),
+        pan_phase=float(rng.uniform(0, 2 * math.pi)),
+        jitter=rng.normal(0.0, 0.004, size=(frames, 2)),
+        ripples=np.column_stack(
+            [
+                rng.uniform(2.0, 5.0, 3),  # amplitude (grey levels): low contrast
+                rng.uniform(-6.0, 6.0, 3),
+                rng.uniform(10.0, 25.0, 3),
+                rng.uniform(0.4, 1.2, 3),
+                rng.uniform(0, 2 * math.pi, 3),
+            ]
+        ),
+    )
+
+
+# --- the diver ------------------------------------------------------------------------------------
+
+# Joint angles (degrees) of each pose, in the body frame: 0 = along the torso towards the head,
+# positive = towards the diver's front. (upper arm, forearm, thigh, shin, foot)
+POSES = {
+    "STAND": (172.0, 176.0, 180.0, 180.0, 90.0),
+    "PREP": (40.0, 20.0, 150.0, 205.0, 100.0),
+    "STRAIGHT": (2.0, 0.0, 180.0, 180.0, 180.0),
+    "TUCK": (115.0, 175.0, 45.0, 200.0, 210.0),
+    "PIKE": (45.0, 150.0, 25.0, 25.0, 25.0),
+    "STR": (95.0, 95.0, 180.0, 180.0, 180.0),
+    "FREE": (170.0, 40.0, 180.0, 180.0, 180.0),
+}
+UPPER_ARM, FOREARM, THIGH, SHIN, FOOT = 0.16, 0.16, 0.25, 0.24, 0.06
+SHOULDER, HIP = (0.0, 0.27), (0.0, 0.0)
+TORSO = np.array(
+    [(-0.07, -0.03), (0.07, -0.03), (0.078, 0.12), (0.092, 0.21), (0.07, 0.295),
+     (-0.07, 0.295), (-0.08, 0.15)]
+)  # fmt: skip
+NECK = np.array([(-0.028, 0.27), (0.032, 0.27), (0.032, 0.33), (-0.028, 0.33)])
+HEAD_CENTRE, HEAD_RADIUS = (0.012, 0.38), 0.068
+LIMB_WIDTH = 1.6  # limb radii below are multiplied by this: several pixels wide at 96 px
+
+
+def _direction(angle_deg: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    return np.array([math.sin(a), math.cos(a)])
+
+
+_ARCS = {
+    n: np.column_stack([np.cos(np.linspace(0, math.pi, n)), np.sin(np.linspace(0, math.pi, n))])
+    for n in (3, 5)
+}  # unit half circles, rotated into place for each limb end
+
+
+def _rotated_arc(n: int, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return _ARCS[n] @ np.array([[c, s], [-s, c]])
+
+
+def _capsule(p0: np.ndarray, p1: np.ndarray, r0: float, r1: float, n: int = 5) -> np.ndarray:
+    """A limb: a tapered segment with round ends, as a polygon."""
+    base = math.atan2(p1[1] - p0[1], p1[0] - p0[0])
+    r0, r1 = r0 * LIMB_WIDTH, r1 * LIMB_WIDTH
+    end = p1 + r1 * _rotated_arc(n, base - math.pi / 2)
+    start = p0 + r0 * _rotated_arc(n, base + math.pi / 2)
+    return np.concatenate([end, start])
+
+
+def _circle(centre: tuple[float, float], radius: float, start: float, stop: float, n: int):
+    angles = np.radians(np.linspace(start, stop, n))
+    return np.asarray(centre) + radius * np.column_stack([np.cos(angles), np.sin(angles)])
+
+
+HEAD = _circle(HEAD_CENTRE, HEAD_RADIUS, 0, 360, 14)
+HAIR = _circle(HEAD_CENTRE, HEAD_RADIUS, 70, 250, 9)
+
+
+def body_parts(pose: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(colour role, polygon in the body frame) in drawing order: far side first."""
+    a1, a2, l1, l2, foot = pose
+    parts: list[tuple[str, np.ndarray]] = []
+    # The far arm and leg are offset a little so both sides show, as in a real side view.
+    for shade, da, dl in (("far", 9.0, -6.0), ("near", 0.0, 0.0)):
+        hip = np.array(HIP)
+        knee = hip + THIGH * _direction(l1 + dl)
+        ankle = knee + SHIN * _direction(l2 + dl)
+        toe = ankle + FOOT * _direction(foot + dl)
+        parts.append((f"leg_{shade}", _capsule(hip, knee, 0.045, 0.034)))
+        parts.append((f"leg_{shade}", _capsule(knee, ankle, 0.033, 0.024)))
+        parts.append((f"leg_{shade}", _capsule(ankle, toe, 0.02, 0.015, n=3)))
+        if shade == "near":
+            parts.append(("suit", TORSO))
+            parts.append(("skin", NECK))
+            parts.append(("skin", HEAD))
+            parts.append(("hair", HAIR))
+        shoulder = np.array(SHOULDER)
+        elbow = shoulder + UPPER_ARM * _direction(a1 + da)
+        hand = elbow + FOREARM * _direction(a2 + da)
+        parts.append((f"arm_{shade}", _capsule(shoulder, elbow, 0.028, 0.023)))
+        parts.append((f"arm_{shade}", _capsule(elbow, hand, 0.023, 0.019)))
+    return parts
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _blend(a: str, b: str, w: float) -> np.ndarray:
+    return (1 - w) * np.array(POSES[a]) + w * np.array(POSES[b])
+
+
+@functools.lru_cache(maxsize=256)
+def _lowest_point(pose: tuple[float, ...]) -> float:
+    """How far below the hip the body reaches when upright (to stand on the platform)."""
+    legs = [poly for role, poly in body_parts(np.array(pose)) if role.startswith("leg")]
+    return float(-min(poly[:, 1].min() for poly in legs))
+
+
+@dataclass(frozen=True)
+class DiverState:
+    hip: tuple[float, float]  # world (u, v)
+    somersault: float  # rotation, radians, positive = towards the diver's front
+    width_scale: float  # twist foreshortening, signed (negative: seen from the other side)
+    pose: np.ndarray
+
+
+def _flight_pose(position: str, s: float) -> np.ndarray:
+    """PREP -> STRAIGHT at takeoff, -> the flight position, and open again before the entry."""
+    if s < 0.08:
+        return _blend("PREP", "STRAIGHT", _smoothstep(s / 0.08))
+    if s < 0.8:
+        return _blend("STRAIGHT", position, _smoothstep((s - 0.08) / 0.14))
+    return _blend(position, "STRAIGHT", _smoothstep((s - 0.8) / 0.16))
+
+
+def diver_state(spec: ClipSpec, t: float) -> DiverState:
+    dive = spec.dive
+    lean_max = math.radians(12.0) * dive.spin
+    stand_u = -0.02 - 0.02 * dive.facing
+    takeoff_pose = np.array(POSES["PREP"])
+    takeoff_v = -spec.board_height - _lowest_point(tuple(takeoff_pose)) * spec.body_len
+    if t < spec.takeoff_frame:
+        w = _smoothstep((t / spec.takeoff_frame - 0.35) / 0.65)
+        pose = _blend("STAND", "PREP", w)
+        hip_v = -spec.board_height - _lowest_point(tuple(pose)) * spec.body_len
+        return DiverState((stand_u, hip_v), lean_max * w, 1.0, pose)
+    total = dive.spin * 2 * math.pi * dive.somersaults
+    if t <= spec.entry_frame:
+        s = (t - spec.takeoff_frame) / (spec.entry_frame - spec.takeoff_frame)
+        # Parabola through the takeoff height at s=0 and the water at s=1, highest at s=apex.
+        drop = -takeoff_v
+        b = drop / (1 - 2 * spec.apex)
+        hip_v = takeoff_v - 2 * b * spec.apex * s + b * s * s
+        ease = 0.5 * s + 0.5 * (s * s * (3 - 2 * s))
+        turn = lean_max + (total - lean_max) * ease
+        twist = 2 * math.pi * dive.twists * _smoothstep((s - 0.15) / 0.7)
+        c = math.cos(twist)
+        scale = math.copysign(max(abs(c), 0.25), c)
+        hip = (stand_u + spec.travel * s, hip_v)
+        return DiverState(hip, turn, scale, _flight_pose(dive.position, s))
+    # Entry: the diver slows in the water and stays partly visible to the end of the clip.
+    depth = 0.22 * spec.body_len * (1 - math.exp(-(t - spec.entry_frame) / 1.5))
+    end_scale = math.copysign(1.0, math.cos(2 * math.pi * dive.twists))
+    return DiverState(
+        (stand_u + spec.travel * (1 + 0.02 * (t - spec.entry_frame)), depth),
+        total,
+        end_scale,
+        np.array(POSES["STRAIGHT"]),
+    )
+
+
+def _shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    return tuple(int(min(255, c * factor)) for c in rgb)
+
+
+# --- camera ---------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _camera_cached(spec: ClipSpec) -> np.ndarray:
+    frames = spec.frames
+    hips = np.array([diver_state(spec, t).hip for t in range(frames)])
+    t = np.arange(frames)
+    pan = spec.pan_amp * np.sin(2 * math.pi * spec.pan_cycles * t / frames + spec.pan_phase)
+    target_u = hips[:, 0] + pan
+    target_v = hips[:, 1] - 0.12 * spec.body_len
+    cam = np.zeros((frames, 2))
+    cam[0] = target_u[0], target_v[0]
+    for i in range(1, frames):  # a camera operator who follows with a little lag
+        cam[i, 0] = cam[i - 1, 0] + 0.7 * (target_u[i] - cam[i - 1, 0])
+        cam[i, 1] = cam[i - 1, 1] + 0.6 * (target_v[i] - cam[i - 1, 1])
+    cam += spec.jitter
+    cam.setflags(write=False)
+    return cam
+
+
+def camera_path(spec: ClipSpec) -> np.ndarray:
+    """(frames, 2) world point (u, v) at the centre of each frame."""
+    return _camera_cached(spec)
+
+
+def world_to_pixel(spec: ClipSpec, t: int, points: np.ndarray) -> np.ndarray:
+    """World (u, v) -> pixel (x, y) of frame ``t``; integer pixel coordinates are pixel centres."""
+    cu, cv = camera_path(spec)[t]
+    h = spec.height
+    return np.column_stack(
+        [(points[:, 0] - cu) * h + spec.width / 2 - 0.5, (points[:, 1] - cv) * h + h / 2 - 0.5]
+    )
+
+
+def water_rows(spec: ClipSpec, t: int) -> np.ndarray:
+    """(H,) bool: rows whose centre lies below the water surface (v > 0)."""
+    cv = camera_path(spec)[t][1]
+    v = cv + (np.arange(spec.height) + 0.5 - spec.height / 2) / spec.height
+    return v > 0
+
+
+def render_diver(spec: ClipSpec, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The diver alone in frame ``t``: (H, W, 3) uint8 colour layer and (H, W) bool mask.
+
+    Parts below the water surface are hidden, so the mask is what the camera sees.
+    """
+    state = diver_state(spec, t)
+    f = spec.dive.facing
+    a = state.somersault
+    up = np.array([f * math.sin(a), -math.cos(a)])
+    front = np.array([f * math.cos(a), math.sin(a)])
+    hip_px = world_to_pixel(spec, t, np.array([state.hip]))[0]
+    scale = spec.body_len * spec.height
+    colours = {
+        "suit": spec.suit,
+        "skin": spec.skin,
+        "hair": spec.hair,
+        "leg_near": spec.skin,
+        "arm_near": spec.skin,
+        "leg_far": _shade(spec.skin, 0.72),
+        "arm_far": _shade(spec.skin, 0.72),
+    }
+    parts = body_parts(state.pose)
+    polys = np.concatenate([poly for _, poly in parts])
+    pts = hip_px + scale * (
+        np.outer(polys[:, 0] * state.width_scale, front) + np.outer(polys[:, 1], up)
+    )
+    fixed = np.round(pts * 16).astype(np.int32)  # 4 fractional bits (shift=4)
+    # Paint part indices (later parts over earlier ones), then colour by index: one fill per
+    # part, and the mask is exactly the set of painted pixels.
+    ids = np.zeros((spec.height, spec.width), np.uint8)
+    start = 0
+    for k, (_, poly) in enumerate(parts, start=1):
+        cv2.fillPoly(ids, [fixed[start : start + len(poly)]], k, lineType=cv2.LINE_8, shift=4)
+        start += len(poly)
+    ids[water_rows(spec, t)] = 0
+    lut = np.array([(0, 0, 0)] + [colours[role] for role, _ in parts], np.uint8)
+    return lut[ids], ids > 0
+
+
+# --- the scene --------------------------------------------------------------------------------
+
+# The static scene is painted once per clip on a world canvas covering every camera position.
+CANVAS_U = (-1.7, 2.1)
+CANVAS_V = (-2.8, 1.0)
+DECK_TOP = -0.07
+PANEL_W, PANEL_H, PANEL_STEP, PANEL_BORDER = 0.1, 0.075, 0.2, 0.014
+TOWER_U = (-0.64, -0.5)
+PLATFORM_THICK = 0.035
+
+
+def panel_boxes(spec: ClipSpec) -> list[tuple[float, float, float, float]]:
+    """World boxes (u0, v0, u1, v1) of the scoreboard panels that carry the cue colour."""
+    left = spec.width / (2 * spec.height) - 0.22
+    boxes = []
+    top = -0.2
+    while top - PANEL_H > CANVAS_V[0] + 0.05:
+        boxes.append((left, top - PANEL_H, left + PANEL_W, top))
+        top -= PANEL_STEP
+    return boxes
+
+
+def _muted_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Crowd colours: low saturation, so no crowd pixel looks like a scoreboard colour."""
+    hsv = np.column_stack(
+        [rng.uniform(0, 1, n), rng.uniform(0.05, 0.3, n), rng.uniform(0.32, 0.62, n)]
+    )
+    return np.array([colorsys.hsv_to_rgb(*c) for c in hsv]) * 255
+
+
+def _canvas_box(spec: ClipSpec, u0: float, v0: float, u1: float, v1: float) -> tuple[int, ...]:
+    h = spec.height
+    return (
+        round((u0 - CANVAS_U[0]) * h),
+        round((v0 - CANVAS_V[0]) * h),
+        round((u1 - CANVAS_U[0]) * h),
+        round((v1 - CANVAS_V[0]) * h),
+    )
+
+
+def _paint_spectator(canvas: np.ndarray, x: float, y: float, size: float, colour) -> None:
+    """One seated spectator at (x, y) (its shoulders' centre), canvas pixels: a head above a
+    shoulders blob, both ``size`` px-scaled ellipses."""
+    colour = tuple(float(c) for c in colour)
+    body = (round(x), round(y)), (max(1, round(0.45 * size)), max(1, round(0.35 * size)))
+    head = (round(x), round(y - 0.5 * size)), (max(1, round(0.22 * size)),) * 2
+    for centre, axes in (body, head):
+        cv2.ellipse(canvas, centre, axes, 0, 0, 360, colour, -1, lineType=cv2.LINE_AA)
+
+
+def _paint_stand(spec: ClipSpec, rng: np.random.Generator, canvas: np.ndarray) -> None:
+    """A crowd in tiers: spectators as slightly blurred coloured blobs a few pixels across.
+
+    Mid-frequency structure (blobs ~6-9 px at 96 px) that optical flow locks on to and that
+    survives MPEG-4 compression (per-pixel noise is neither); spacing, height and size are
+    jittered so that the crowd is not periodic (a periodic texture makes the flow alias).
+    """
+    h = spec.height
+    spacing, row_h = 0.075 * h, 0.1 * h
+    palette = _muted_colours(rng, 64)
+    canvas[:] = (70.0, 74.0, 88.0)  # empty seats
+    y = row_h * rng.uniform(0.5, 1.0)
+    row = 0
+    while y < canvas.shape[0] + row_h:
+        if row % 3 == 2:  # a walkway every third row: darker, large-scale structure
+            band = slice(max(0, round(y - 0.3 * row_h)), max(0, round(y + 0.1 * row_h)))
+            canvas[band] *= 0.6
+        x = spacing * rng.uniform(0.0, 1.0)
+        while x < canvas.shape[1] + spacing:
+            if rng.random() < 0.8:  # most seats are taken
+                size = row_h * rng.uniform(0.75, 1.05)
+                yy = y + row_h * rng.uniform(-0.15, 0.15)
+                _paint_spectator(canvas, x, yy, size, palette[rng.integers(len(palette))])
+            x += spacing * rng.uniform(0.8, 1.35)
+        y += row_h * rng.uniform(0.9, 1.15)
+        row += 1
+    canvas[:] = cv2.GaussianBlur(canvas, (0, 0), 0.6)
+    deck = _canvas_box(spec, CANVAS_U[0], DECK_TOP, CANVAS_U[1], 0.0)
+    canvas[deck[1] : deck[3]] = (196.0, 200.0, 204.0)
+    canvas[deck[1] : deck[3], :: max(2, round(0.05 * h))] = (150.0, 155.0, 160.0)
+
+
+def _paint_structures(spec: ClipSpec, canvas: np.ndarray) -> None:
+    h = spec.height
+    for u0, v0, u1, v1 in panel_boxes(spec):
+        b = PANEL_BORDER
+        x0, y0, x1, y1 = _canvas_box(spec, u0 - b, v0 - b, u1 + b, v1 + b)
+        canvas[y0:y1, x0:x1] = (25.0, 25.0, 30.0)
+        x0, y0, x1, y1 = _canvas_box(spec, u0, v0, u1, v1)
+        canvas[y0:y1, x0:x1] = spec.cue_rgb
+    x0, y0, x1, y1 = _canvas_box(spec, TOWER_U[0], -spec.board_height, TOWER_U[1], 0.0)
+    canvas[y0:y1, x0:x1] = (150.0, 148.0, 142.0)
+    canvas[y0 : y1 : max(2, round(0.1 * h)), x0:x1] = (118.0, 116.0, 112.0)
+    x0, y0, x1, y1 = _canvas_box(
+        spec, CANVAS_U[0], -spec.board_height, 0.0, -spec.board_height + PLATFORM_THICK
+    )
+    canvas[y0:y1, x0:x1] = (226.0, 226.0, 216.0)
+    canvas[y1 - max(1, round(0.01 * h)) : y1, x0:x1] = (40.0, 90.0, 150.0)
+
+
+@functools.lru_cache(maxsize=4)
+def scene_canvas(spec: ClipSpec) -> np.ndarray:
+    """The clip's static background (stand, deck, tower, platform, scoreboard) in world pixels."""
+    h = spec.height
+    shape = (round((CANVAS_V[1] - CANVAS_V[0]) * h), round((CANVAS_U[1] - CANVAS_U[0]) * h), 3)
+    canvas = np.zeros(shape, np.float32)
+    rng = np.random.default_rng(spec.texture_seed)
+    _paint_stand(spec, rng, canvas)
+    _paint_structures(spec, canvas)
+    out = np.clip(canvas, 0, 255).astype(np.uint8)
+    out.setflags(write=False)
+    return out
+
+
+def _water(spec: ClipSpec, t: int) -> np.ndarray:
+    """The water rows of frame ``t``: blue, darker towards the camera, faint moving ripples."""
+    cu, cv = camera_path(spec)[t]
+    h, w = spec.height, spec.width
+    u = cu + (np.arange(w) + 0.5 - w / 2) / h
+    v = cv + (np.arange(h) + 0.5 - h / 2) / h
+    v = v[water_rows(spec, t)]  # only the rows below the surface
+    wave = np.zeros((len(v), w))
+    for amp, fu, fv, speed, phase in spec.ripples:
+        # sin(a + b) = sin a cos b + cos a sin b: two outer products instead of H*W sines
+        a = 2 * math.pi * fu * u
+        b = 2 * math.pi * fv * v + speed * t + phase
+        wave += amp * (np.outer(np.cos(b), np.sin(a)) + np.outer(np.sin(b), np.cos(a)))
+    base = np.array([40.0, 115.0, 160.0])
+    depth = np.clip(v, 0, 1)[:, None, None]
+    water = base * (1 - 0.25 * depth) + wave[..., None]
+    water[v < 0.012] += 25.0  # the bright line where the surface meets the deck
+    return water
+
+
+def render_background(spec: ClipSpec, t: int) -> np.ndarray:
+    """(H, W, 3) uint8: the scene without the diver, seen by the camera at frame ``t``."""
+    cu, cv = camera_path(spec)[t]
+    h, w = spec.height, spec.width
+    offset = ((cu - CANVAS_U[0]) * h - w / 2, (cv - CANVAS_V[0]) * h - h / 2)
+    affine = np.array([[1.0, 0.0, offset[0]], [0.0, 1.0, offset[1]]])
+    frame = cv2.warpAffine(
+        scene_canvas(spec),
+        affine,
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    below = water_rows(spec, t)
+    if below.any():
+        frame[below] = np.clip(_water(spec, t), 0, 255).astype(np.uint8)
+    return frame
+
+
+def render_frame(spec: ClipSpec, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 frame ``t`` before compression and its (H, W) bool true diver mask."""
+    frame = render_background(spec, t)
+    layer, mask = render_diver(spec, t)
+    frame = np.where(mask[..., None], layer, frame)
+    return frame, mask
+
+
+def render_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (T, H, W, 3) uint8 and masks (T, H, W) bool of a clip."""
+    frames, masks = zip(*(render_frame(spec, t) for t in range(spec.frames)), strict=True)
+    return np.stack(frames), np.stack(masks)

@@ -1,0 +1,333 @@
+"""SynthDive: determinism, exact true masks, the planted confounder, Diving48 layout, camera pan."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from flowguide.config import validate_config
+from flowguide.data.diving48 import DatasetLayout, read_split, read_vocab
+from flowguide.data.synthdive import (
+    CLIPS_FILE,
+    COMPOSITIONS,
+    CUE_PALETTE,
+    MASKS_FILE,
+    class_compositions,
+    clip_spec,
+    cue_class,
+    cue_colour,
+    generate_dataset,
+    synth_options,
+    vid_name,
+)
+from flowguide.data.synthdive_render import (
+    SOMERSAULTS,
+    TAKEOFFS,
+    TWISTS,
+    Dive,
+    camera_path,
+    panel_boxes,
+    render_background,
+    render_diver,
+    render_frame,
+    water_rows,
+    world_to_pixel,
+)
+from flowguide.utils.failures import FlowguideError
+from flowguide.utils.masks import read_video_masks
+from flowguide.utils.video import probe_video, read_video, write_video
+
+TINY = {
+    "seed": 3,
+    "num_classes": 2,
+    "clips_per_class_train": 2,
+    "clips_per_class_test": 1,
+    "frames": 6,
+    "width": 64,
+    "height": 48,
+}
+
+
+def _generate(tmp_path: Path, name: str, **overrides) -> tuple[Path, object]:
+    opts = synth_options({**TINY, **overrides})
+    out = tmp_path / name
+    generate_dataset(out, opts)
+    return out, opts
+
+
+def _all_files(root: Path) -> dict[str, bytes]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def _names(opts, split: str) -> list[str]:
+    count = opts.clips_per_class(split) * opts.num_classes
+    return [vid_name(opts.seed, split, i) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> tuple[Path, object]:
+    return _generate(tmp_path_factory.mktemp("synth"), "a")
+
+
+# --- options ------------------------------------------------------------------------------------
+
+
+def test_options_defaults_match_schema_and_errors_name_the_key():
+    from_schema = validate_config({"dataset": {"kind": "synthdive"}})["synth"]
+    assert synth_options(from_schema) == synth_options({})
+    assert synth_options({}).confounder.train_p == from_schema["confounder"]["train_p"]
+    with pytest.raises(FlowguideError, match="framez"):
+        synth_options({"framez": 3})
+    with pytest.raises(FlowguideError, match="width"):
+        synth_options({"width": 65})
+    with pytest.raises(FlowguideError, match="num_classes"):
+        synth_options({"num_classes": 49})
+    with pytest.raises(FlowguideError, match="train_p"):
+        synth_options({"confounder": {"train_p": 1.5}})
+
+
+def test_compositions_are_diving48_words_and_default_classes_differ_only_in_motion():
+    assert len(COMPOSITIONS) == 48 and len(set(COMPOSITIONS)) == 48
+    for takeoff, som, twist, position in COMPOSITIONS:
+        assert takeoff in TAKEOFFS and som in SOMERSAULTS and twist in TWISTS
+        assert position in ("TUCK", "PIKE", "STR", "FREE")
+    dives = [Dive.from_vocab(c) for c in class_compositions(4)]
+    # Same facing, position, twist: one frame looks alike; rotation direction/amount differ.
+    assert len({(d.facing, d.position, d.twists) for d in dives}) == 1
+    assert len({(d.spin, d.somersaults) for d in dives}) == 4
+    assert len(set(CUE_PALETTE)) == 48
+
+
+# --- determinism and appending --------------------------------------------------------------------
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path, tiny_set):
+    first, opts = tiny_set
+    again, _ = _generate(tmp_path, "again")
+    files_a, files_b = _all_files(first), _all_files(again)
+    assert files_a.keys() == files_b.keys()
+    assert len([k for k in files_a if k.endswith(".mp4")]) == 6
+    for key in files_a:
+        assert files_a[key] == files_b[key], key
+
+    other, other_opts = _generate(tmp_path, "other", seed=4)
+    for split in ("train", "test"):
+        for name_a, name_b in zip(_names(opts, split), _names(other_opts, split), strict=True):
+            video_a = (first / "rgb" / f"{name_a}.mp4").read_bytes()
+            assert video_a != (other / "rgb" / f"{name_b}.mp4").read_bytes()
+            masks_a = read_video_masks(first / MASKS_FILE, name_a)
+            assert not np.array_equal(masks_a, read_video_masks(other / MASKS_FILE, name_b))
+
+
+def test_more_clips_per_class_appends_without_changing_existing_clips(tmp_path, tiny_set):
+    small, opts = tiny_set
+    big, big_opts = _generate(tmp_path, "big", clips_per_class_train=3, clips_per_class_test=2)
+    for split in ("train", "test"):
+        json_name = f"Diving48_V2_{split}.json"
+        small_records = json.loads((small / json_name).read_text())
+        big_records = json.loads((big / json_name).read_text())
+        assert len(big_records) == big_opts.clips_per_class(split) * 2 > len(small_records)
+        assert big_records[: len(small_records)] == small_records
+        for name in _names(opts, split):
+            assert (small / "rgb" / f"{name}.mp4").read_bytes() == (
+                big / "rgb" / f"{name}.mp4"
+            ).read_bytes()
+            np.testing.assert_array_equal(
+                read_video_masks(small / MASKS_FILE, name), read_video_masks(big / MASKS_FILE, name)
+            )
+
+
+# --- the layout ---------------------------------------------------------------------------------
+
+
+def test_json_records_parse_like_diving48_and_files_agree(tiny_set):
+    root, opts = tiny_set
+    layout = DatasetLayout(root=root)
+    vocab = read_vocab(layout)
+    assert vocab == [list(c) for c in COMPOSITIONS[:2]]
+    for split in ("train", "test"):
+        records, rejected = read_split(layout, split, len(vocab))
+        assert rejected == []
+        assert [r.vid_name for r in records] == _names(opts, split)
+        assert [r.label for r in records] == [i % 2 for i in range(len(records))]
+        for rec in records:
+            assert (rec.start_frame, rec.end_frame) == (0, opts.frames - 1)
+            info = probe_video(layout.video_path(rec.vid_name))
+            assert (info.n_frames, info.width, info.height) == (opts.frames, 64, 48)
+            assert info.fps == pytest.approx(25.0)
+    import pandas as pd
+
+    clips = pd.read_csv(root / CLIPS_FILE)
+    assert len(clips) == 6
+    assert set(clips["vid_name"]) == set(_names(opts, "train") + _names(opts, "test"))
+    assert (clips["cue_agrees"] == (clips["cue_class"] == clips["label"])).all()
+    with h5py.File(root / MASKS_FILE) as fh:
+        assert fh.attrs["dataset_seed"] == 3
+        assert "mask" in str(fh.attrs["what"])
+        assert set(fh) == set(clips["vid_name"])
+
+
+# --- the true masks -------------------------------------------------------------------------------
+
+
+def test_true_masks_are_exactly_the_rendered_diver(tiny_set):
+    root, opts = tiny_set
+    for split in ("train", "test"):
+        for index, name in enumerate(_names(opts, split)):
+            stored = read_video_masks(root / MASKS_FILE, name)
+            assert stored.shape == (opts.frames, opts.height, opts.width)
+            spec = clip_spec(opts, split, index)
+            for t in range(opts.frames):
+                _, alone = render_diver(spec, t)
+                np.testing.assert_array_equal(stored[t], alone)
+                assert stored[t].any(), f"{name} frame {t}: empty mask"
+
+
+def test_mask_covers_the_pixels_the_diver_changes_and_has_body_size():
+    opts = synth_options({"frames": 12})
+    for index in range(4):
+        spec = clip_spec(opts, "train", index)
+        height_px = spec.body_len * opts.height
+        for t in range(opts.frames):
+            frame, mask = render_frame(spec, t)
+            background = render_background(spec, t)
+            changed = (frame != background).any(axis=2)
+            assert not (changed & ~mask).any()  # nothing outside the mask was drawn
+            assert changed[mask].mean() > 0.8  # the diver's colours differ from the scene
+            # Plausible size: at most the area of a body-high, half-body-wide box.
+            assert 0.03 * height_px**2 < mask.sum() < 0.5 * height_px**2
+        # Standing upright on the platform, the mask is one body height tall.
+        rows = np.flatnonzero(render_frame(spec, 0)[1].any(axis=1))
+        assert 0.85 < (rows[-1] - rows[0] + 1) / height_px < 1.05
+        assert 0.4 < height_px / opts.height < 0.52  # a close-up: 40-50% of the frame height
+
+
+def test_diver_stays_in_the_central_third():
+    opts = synth_options({"frames": 16})
+    inside, total = 0, 0
+    for index in range(8):
+        spec = clip_spec(opts, "train", index)
+        for t in range(opts.frames):
+            _, mask = render_diver(spec, t)
+            x_centre = np.nonzero(mask)[1].mean() / opts.width
+            inside += 1 / 3 < x_centre < 2 / 3
+            total += 1
+    assert inside / total > 0.95
+
+
+def test_video_is_the_lossy_render(tiny_set):
+    root, opts = tiny_set
+    spec = clip_spec(opts, "train", 1)
+    decoded = read_video(root / "rgb" / f"{vid_name(opts.seed, 'train', 1)}.mp4").astype(float)
+    rendered = np.stack([render_frame(spec, t)[0] for t in range(opts.frames)]).astype(float)
+    error = np.abs(decoded - rendered).mean()
+    assert 0.5 < error < 25  # lossy, but the same picture
+
+
+# --- the confounder -----------------------------------------------------------------------------
+
+
+def test_cue_agreement_rates_follow_train_p_and_chance():
+    n_clips = 4000
+    for num_classes, train_p in ((4, 0.9), (6, 0.7)):
+        opts = synth_options({"num_classes": num_classes, "confounder": {"train_p": train_p}})
+        for split, expected in (("train", train_p), ("test", 1 / num_classes)):
+            cues = np.array([cue_class(opts, split, i) for i in range(n_clips)])
+            labels = np.arange(n_clips) % num_classes
+            agree = (cues == labels).mean()
+            sigma = math.sqrt(expected * (1 - expected) / n_clips)
+            assert abs(agree - expected) < 4 * sigma, (split, agree, expected)
+            assert cues.min() == 0 and cues.max() == num_classes - 1
+            # Disagreeing cues are spread over the other classes alike.
+            wrong = (cues[cues != labels] - labels[cues != labels]) % num_classes
+            counts = np.bincount(wrong, minlength=num_classes)[1:]
+            assert counts.min() > 0.6 * counts.mean()
+    off = synth_options({"confounder": {"enabled": False}})
+    assert {cue_class(off, "train", i) for i in range(50)} == {-1}
+
+
+def test_scoreboard_shows_the_cue_colour(tiny_set):
+    root, opts = tiny_set
+    palette = np.array(CUE_PALETTE[: opts.num_classes], float)
+    for split in ("train", "test"):
+        for index, name in enumerate(_names(opts, split)):
+            spec = clip_spec(opts, split, index)
+            colour = np.array(cue_colour(cue_class(opts, split, index)), float)
+            decoded = read_video(root / "rgb" / f"{name}.mp4").astype(float)
+            for t in range(opts.frames):
+                background = render_background(spec, t)
+                centres = [((u0 + u1) / 2, (v0 + v1) / 2) for u0, v0, u1, v1 in panel_boxes(spec)]
+                pix = np.round(world_to_pixel(spec, t, np.array(centres))).astype(int)
+                seen = [
+                    (x, y) for x, y in pix if 0 <= x < opts.width and 0 <= y < opts.height
+                    and not water_rows(spec, t)[y]
+                ]  # fmt: skip
+                assert seen, f"{name} frame {t}: no scoreboard panel in view"
+                for x, y in seen:
+                    assert np.array_equal(background[y, x], colour)
+                    # After compression the panel is still nearest to its class's colour.
+                    distance = np.abs(palette - decoded[t, y, x]).sum(axis=1)
+                    assert np.argmin(distance) == cue_class(opts, split, index)
+
+
+# --- the camera -----------------------------------------------------------------------------------
+
+
+def test_camera_pans_and_the_background_shift_is_measurable(tmp_path):
+    opts = synth_options({"frames": 16, "width": 160, "height": 120})
+    spec = clip_spec(opts, "train", 0)
+    cam = camera_path(spec)
+    # Measure on the compressed video, which is what the flow stage sees.
+    path = tmp_path / "clip.mp4"
+    write_video(path, np.stack([render_frame(spec, t)[0] for t in range(opts.frames)]), 25, 6)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in read_video(path)]
+    measured, expected = [], []
+    for t in range(opts.frames - 1):
+        if water_rows(spec, t).any() or water_rows(spec, t + 1).any():
+            continue
+        # The stand left of the diver (the diver stays in the central third).
+        (dx, dy), _ = cv2.phaseCorrelate(gray[t][:, :50], gray[t + 1][:, :50])
+        measured.append((dx, dy))
+        expected.append(-(cam[t + 1] - cam[t]) * opts.height)  # scene moves against the camera
+    measured, expected = np.array(measured), np.array(expected)
+    assert len(measured) >= 5
+    assert np.abs(expected).max() > 2.0  # the camera really moves (pixels per frame)
+    assert np.median(np.abs(measured - expected)) < 0.5
+    assert np.abs(measured).max() > 2.0
+
+
+# --- the CLI and the manifest stage -------------------------------------------------------------
+
+
+def test_cli_output_is_read_by_the_manifest_stage(tmp_path):
+    from flowguide.cli import main
+    from flowguide.data.manifest import run_manifest
+
+    out = tmp_path / "synthdive"
+    options = {**TINY, "num_classes": 3, "clips_per_class_train": 2, "clips_per_class_test": 1}
+    assert main(["synth", "--out", str(out), "--options", json.dumps(options)]) == 0
+    dataset = {
+        "shard_size": 4,
+        "subset_per_class": None,
+        "videos_dir": "rgb",
+        "train_json": "Diving48_V2_train.json",
+        "test_json": "Diving48_V2_test.json",
+        "vocab_json": "Diving48_vocab.json",
+    }
+    manifest = run_manifest(
+        dataset, out, tmp_path / "manifest.csv", tmp_path / "shards", tmp_path / "failures.csv"
+    )
+    assert len(manifest) == 9
+    assert (manifest["n_frames"] == TINY["frames"]).all()
+    assert (manifest["width"] == 64).all() and (manifest["height"] == 48).all()
+    assert sorted(manifest["shard"].unique()) == ["test0000", "train0000", "train0001"]
+    train = manifest[manifest["split"] == "train"]
+    assert list(train["label"]) == [i % 3 for i in range(6)]
+    assert not list(out.rglob("*.part"))  # no temporary files left behind
