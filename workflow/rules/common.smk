@@ -1,6 +1,9 @@
 import json
 
 from flowguide.config import validate_config
+from flowguide.train.methods import needs_masks
+from flowguide.utils.manifest import read_manifest
+from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 
 # One validator for the workflow, the CLI and the tests; unknown keys stop with their name.
 validate_config(config)
@@ -11,6 +14,8 @@ LOGS = "logs"
 
 wildcard_constraints:
     shard=r"(train|test)\d{4}",
+    run=RUN_NAME_PATTERN,
+    T=r"\d+",
 
 
 def options(*keys):
@@ -51,6 +56,12 @@ def shards():
     )
 
 
+def shard_videos(wildcards):
+    """The video files of a shard (its CSV is written by the manifest checkpoint)."""
+    shards_dir = checkpoints.manifest.get().output.shards
+    return read_manifest(f"{shards_dir}/{wildcards.shard}.csv")["path"].tolist()
+
+
 def shard_targets(pattern):
     def _targets(wildcards):
         return expand(pattern, shard=shards())
@@ -61,8 +72,91 @@ def shard_targets(pattern):
 def all_targets(wildcards):
     """The report, which pulls in every stage; explanations are listed too."""
     targets = [f"{RESULTS}/report/index.html"]
-    targets += [f"{RESULTS}/explain/{run}/T{T}/summary.csv" for run, T in explain_runs()]
+    targets += [
+        f"{RESULTS}/explain/{run}/T{T}/summary.csv" for run, T in explain_runs()
+    ]
     return targets
+
+
+# --- train ---
+
+
+def train_runs():
+    """Run names: the configured methods, then one per sweep value."""
+    runs = list(config["train"]["methods"])
+    for sweep in config["train"]["sweeps"]:
+        runs += [
+            run_name(sweep["method"], {sweep["param"]: v}) for v in sweep["values"]
+        ]
+    return list(dict.fromkeys(runs))
+
+
+def eval_runs():
+    """(run, T) pairs that are trained, evaluated and reported."""
+    return [(run, T) for run in train_runs() for T in config["train"]["T"]]
+
+
+def run_options(run):
+    """The train section as this run sees it: only its own method's options (with the sweep
+    value applied), without the lists of methods, T and sweeps, so that adding a method or a
+    T reruns nothing that exists."""
+    method, params = parse_run_name(run)
+    train = {
+        k: v for k, v in config["train"].items() if k not in ("methods", "T", "sweeps")
+    }
+    own = {**config["train"]["method_options"].get(method, {}), **params}
+    train["method_options"] = {method: own} if own else {}
+    return json.dumps(train, sort_keys=True)
+
+
+def train_masks(wildcards):
+    """Mask methods read every mask shard; the others need none (no flow/segment upstream)."""
+    if needs_masks(parse_run_name(wildcards.run)[0]):
+        return shard_targets(f"{RESULTS}/masks/{{shard}}.h5")(wildcards)
+    return []
+
+
+def train_targets():
+    return [f"{RESULTS}/train/{run}/T{T}/checkpoint.pt" for run, T in eval_runs()]
+
+
+# --- evaluate ---
+
+
+def synth_clips():
+    """SynthDive's clips.csv (cue reliance); nothing on Diving48."""
+    if config["dataset"]["kind"] == "synthdive":
+        return [f"{RESULTS}/synthdive/clips.csv"]
+    return []
+
+
+# --- explain ---
+
+
+def explain_runs():
+    runs = config["explain"]["runs"]
+    if runs is None:
+        runs = config["train"]["methods"]
+    return [(run, T) for run in runs for T in config["train"]["T"]]
+
+
+def explain_options():
+    """The explain section minus the list of runs (adding a run reruns nothing else)."""
+    section = {k: v for k, v in config["explain"].items() if k != "runs"}
+    return json.dumps(section, sort_keys=True)
+
+
+# --- report ---
+
+
+def report_inputs(wildcards):
+    inputs = [f"{RESULTS}/eval/{run}/T{t}/metrics.json" for run, t in eval_runs()]
+    inputs += [f"{RESULTS}/explain/{run}/T{t}/summary.csv" for run, t in explain_runs()]
+    inputs += [f"{RESULTS}/manifest.csv"]
+    inputs += expand(f"{RESULTS}/masks/{{shard}}.h5", shard=shards())
+    if config["dataset"]["kind"] == "synthdive":
+        inputs.append(f"{RESULTS}/masks/quality.csv")
+    return inputs
 
 
 # --- resources -------------------------------------------------------------------------------

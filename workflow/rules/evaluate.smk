@@ -4,13 +4,6 @@
 # The runs to evaluate come from train.smk's eval_runs().
 
 
-def synth_clips():
-    """SynthDive's clips.csv (cue reliance); nothing on Diving48."""
-    if config["dataset"]["kind"] == "synthdive":
-        return [f"{RESULTS}/synthdive/clips.csv"]
-    return []
-
-
 EVAL_DIR = f"{RESULTS}/eval/{{run}}/T{{T}}"
 
 
@@ -37,13 +30,6 @@ rule evaluate:
         ),
         cam_overlap=f"{EVAL_DIR}/cam_overlap.csv",
         cams=f"{EVAL_DIR}/cams.h5",
-    params:
-        options=options("evaluate"),
-        train_dir=lambda wildcards, input: os.path.dirname(input.checkpoint),
-        masks_dir=f"{RESULTS}/masks",
-        synth=lambda wildcards, input: f"--synth-clips {input.clips[0]}" if input.clips else "",
-        device=config["device"],
-        out=lambda wildcards, output: os.path.dirname(output.metrics),
     log:
         f"{LOGS}/evaluate/{{run}}/T{{T}}.log",
     benchmark:
@@ -56,6 +42,15 @@ rule evaluate:
         cpus_per_task=res("evaluate", "cpus_per_task"),
         gpu=gpu_resource("evaluate"),
         gres=gres_resource("evaluate"),
+    params:
+        options=options("evaluate"),
+        train_dir=lambda wildcards, input: os.path.dirname(input.checkpoint),
+        masks_dir=f"{RESULTS}/masks",
+        synth=lambda wildcards, input: (
+            f"--synth-clips {input.clips[0]}" if input.clips else ""
+        ),
+        device=config["device"],
+        out=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:
         "python -m flowguide evaluate --train-dir {params.train_dir:q} --manifest {input.manifest:q}"
         " --masks-dir {params.masks_dir:q} {params.synth} --run {wildcards.run} --T {wildcards.T}"

@@ -1,19 +1,6 @@
 # Post-hoc explanations of one trained run (papers 002-004): results/explain/{run}/T{T}/.
 
 
-def explain_runs():
-    runs = config["explain"]["runs"]
-    if runs is None:
-        runs = config["train"]["methods"]
-    return [(run, T) for run in runs for T in config["train"]["T"]]
-
-
-def explain_options():
-    """The explain section minus the list of runs (adding a run reruns nothing else)."""
-    section = {k: v for k, v in config["explain"].items() if k != "runs"}
-    return json.dumps(section, sort_keys=True)
-
-
 EXPLAIN_DIR = f"{RESULTS}/explain/{{run}}/T{{T}}"
 
 
@@ -32,13 +19,6 @@ rule explain:
             labels={"run": "{run}", "T": "{T}", "file": "summary.csv"},
         ),
         maps=f"{EXPLAIN_DIR}/maps.h5",
-    params:
-        options=explain_options(),
-        masks_dir=f"{RESULTS}/masks",
-        flow_dir=f"{RESULTS}/flow",
-        out=lambda wildcards, output: os.path.dirname(output.scores),
-        device=config["device"],
-        fail_fast=fail_fast_flag(),
     log:
         f"{LOGS}/explain/{{run}}/T{{T}}.log",
     benchmark:
@@ -51,6 +31,13 @@ rule explain:
         cpus_per_task=res("explain", "cpus_per_task"),
         gpu=gpu_resource("explain"),
         gres=gres_resource("explain"),
+    params:
+        options=explain_options(),
+        masks_dir=f"{RESULTS}/masks",
+        flow_dir=f"{RESULTS}/flow",
+        out=lambda wildcards, output: os.path.dirname(output.scores),
+        device=config["device"],
+        fail_fast=fail_fast_flag(),
     shell:
         "python -m flowguide explain --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --masks-dir {params.masks_dir:q}"

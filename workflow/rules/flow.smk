@@ -1,6 +1,7 @@
 rule flow:
     input:
         shard=f"{RESULTS}/shards/{{shard}}.csv",
+        videos=shard_videos,
     output:
         flow=f"{RESULTS}/flow/{{shard}}.h5",
         failures=f"{RESULTS}/failures/flow/{{shard}}.csv",

@@ -1,6 +1,7 @@
 rule segment:
     input:
         shard=f"{RESULTS}/shards/{{shard}}.csv",
+        videos=shard_videos,
         flow=f"{RESULTS}/flow/{{shard}}.h5",
     output:
         candidates=f"{RESULTS}/candidates/{{shard}}.h5",
