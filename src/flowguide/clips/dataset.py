@@ -21,7 +21,12 @@ import torch
 from torch.utils.data import Dataset
 
 from flowguide.clips.sampling import sample_indices
-from flowguide.clips.transforms import ClipTransform, frames_to_tensor, masks_to_tensor
+from flowguide.clips.transforms import (
+    ClipTransform,
+    TransformSpec,
+    frames_to_tensor,
+    masks_to_tensor,
+)
 from flowguide.utils.h5 import read_shard
 from flowguide.utils.masks import MASK_DATASET, read_video_masks
 from flowguide.utils.video import read_frames
@@ -110,6 +115,7 @@ class ClipDataset(Dataset):
             "label": int(self.rows.at[index, "label"]),
             "index": index,
             "vid_name": str(self.rows.at[index, "vid_name"]),
+            "frame_indices": torch.as_tensor(indices),  # clip-relative (0 = start_frame)
         }
         if mask is not None:
             item["mask"] = mask
@@ -122,3 +128,26 @@ def worker_init_fn(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def evaluation_datasets(
+    rows: pd.DataFrame,
+    num_samples: int,
+    transform: dict[str, Any],
+    masks_dir: str | os.PathLike | None = None,
+) -> list[ClipDataset]:
+    """Deterministic evaluation datasets for a trained model's stored ``transform`` settings:
+    one for the clips that have diver masks (items carry ``mask``) and, when some clips have none
+    (a failed video upstream), one for those without. Every clip is evaluated either way."""
+    spec = TransformSpec(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in transform.items()}
+    )
+    clip_transform = ClipTransform(spec, training=False)
+    if masks_dir is None:
+        return [ClipDataset(rows, num_samples, clip_transform)]
+    with_masks, without = split_by_mask_availability(rows, masks_dir)
+    datasets = [ClipDataset(with_masks, num_samples, clip_transform, masks_dir)]
+    if len(without):
+        log.warning("%d clips have no diver mask; evaluated without one", len(without))
+        datasets.append(ClipDataset(without, num_samples, clip_transform))
+    return [d for d in datasets if len(d)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +59,23 @@ def slowfast_gflops(model: nn.Module, clip_shape: tuple[int, ...], alpha: int) -
     return count_gflops(model, (pack_pathways(clip, alpha),))
 
 
-def slowfast_cam_fn(model: nn.Module, alpha: int) -> CamFn:
+def slowfast_cam_fn(
+    model: nn.Module, alpha: int, model_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> CamFn:
     """GradCAM of the true label per pathway at the last residual stage (flowguide.modeling).
 
-    Maps come back at the stage's own (t, h, w); the evaluation resizes them to the mask.
+    ``model`` is the SlowFast whose stages are hooked; ``model_fn`` computes the logits when a
+    wrapper (the ABN attention branch) sits around it. Maps come back at the stage's own
+    (t, h, w); the evaluation resizes them to the mask.
     """
     from flowguide.modeling.gradcam import PathwayRecorder, pathway_gradcam
 
+    def logits_of(clips: torch.Tensor) -> torch.Tensor:
+        return model_fn(clips) if model_fn is not None else forward_clip(model, clips, alpha)
+
     def cam_fn(clips: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad(), PathwayRecorder(model) as recorder:
-            logits = forward_clip(model, clips, alpha)
+            logits = logits_of(clips)
             activations = recorder.take()
             sizes = [tuple(a.shape[2:]) for a in activations]
             slow, fast = pathway_gradcam(logits, labels, activations, sizes, create_graph=False)

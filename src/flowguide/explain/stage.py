@@ -4,10 +4,10 @@ Outputs in ``out_dir``: ``scores.csv`` (one row per clip and map), ``summary.csv
 map over clips), ``maps.h5`` (group per video, one float16 (T, H, W) dataset per map, attributes
 say what it holds), ``failures.csv``.
 
-Clip preparation mirrors the checkpoint's evaluation transform as far as it is recorded there
-(``transform``: eval_short_side, eval_crop, mean, std; ``T``): T frames spread uniformly over
-start_frame..end_frame, short side resized, centre crop, normalised. Masks and flow get the same
-geometry (nearest for masks; flow magnitude rescaled to the new pixel size).
+Clips and masks come from the shared evaluation dataset (flowguide.clips: dynamic temporal
+stride with offset 0, the checkpoint's evaluation short side, centre crop and normalisation), so
+explanations see exactly what evaluation sees; the flow magnitude gets the same geometry,
+rescaled to pixels of the model input.
 """
 
 from __future__ import annotations
@@ -15,18 +15,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
-import torch.nn.functional as F
+from tqdm import tqdm
 
+from flowguide.clips.dataset import evaluation_datasets
 from flowguide.explain.core import ExplanationResult, ModelFn, ModuleFn
 from flowguide.explain.explainers import EXPLAINERS, register_explainer
 from flowguide.explain.runner import explain_and_score, summarise
+from flowguide.modeling.trained import TrainedModel, load_trained
+from flowguide.utils.atomic import atomic_write_text
+from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FailureLog, FlowguideError
+from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
+from flowguide.utils.manifest import read_manifest
 
 log = logging.getLogger("flowguide.explain")
 
@@ -47,79 +55,31 @@ STAGE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def load_model(checkpoint: str | os.PathLike, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """SlowFast and the checkpoint's metadata from a train-stage checkpoint (weights_only)."""
-    from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast
+def flow_magnitude(
+    flow_path: Path, vid_name: str, indices: np.ndarray, transform: Mapping[str, Any]
+) -> torch.Tensor:
+    """(T, H, W) magnitude of the first gap's flow at the clip's frames, put through the
+    evaluation geometry (short side, centre crop) and rescaled to pixels of the model input."""
+    from flowguide.clips.transforms import center_crop, short_side_scale
+    from flowguide.utils.flowio import read_flow
 
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise FlowguideError(f"{checkpoint}: cannot load checkpoint: {exc}") from exc
-    missing = [k for k in ("model_spec", "model", "alpha", "T", "transform") if k not in state]
-    if missing:
-        raise FlowguideError(f"{checkpoint}: not a training checkpoint (missing {missing})")
-    model = build_slowfast(SlowFastSpec(**state["model_spec"]))
-    model.load_state_dict(state["model"])
-    return model.eval().to(device), state
-
-
-def _geometry(frames: torch.Tensor, short: int, crop: int, mode: str) -> torch.Tensor:
-    """(T, C, H, W) -> short side ``short`` then centre crop ``crop`` (interpolation ``mode``)."""
-    h, w = frames.shape[-2:]
-    scale = short / min(h, w)
-    size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
-    kwargs = {"antialias": True} if mode == "bilinear" else {}
-    out = F.interpolate(frames, size=size, mode=mode, **kwargs)
-    top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
-    return out[..., top : top + crop, left : left + crop]
+    flow, _ = read_flow(flow_path, vid_name, indices)
+    magnitude = torch.from_numpy(np.sqrt((flow[:, 0] ** 2).sum(1)))[:, None]  # (T, 1, h, w)
+    short = int(transform["eval_short_side"])
+    scale = short / min(magnitude.shape[-2:])
+    magnitude, _ = short_side_scale(magnitude, None, short)
+    magnitude, _ = center_crop(magnitude, None, int(transform["eval_crop"]))
+    return magnitude[:, 0] * scale
 
 
-def prepare_clip(
-    row: Mapping[str, Any], meta: Mapping[str, Any], masks_dir: Path, flow_dir: Path | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, np.ndarray]:
-    """Normalised clip (C, T, H, W), mask (T, H, W) bool, flow magnitude (T, H, W) or None."""
-    from flowguide.utils.masks import read_video_masks
-    from flowguide.utils.video import read_frames
-
-    tf = meta["transform"]
-    short, crop = int(tf["eval_short_side"]), int(tf["eval_crop"])
-    start, end = int(row["start_frame"]), int(row["end_frame"])
-    indices = np.round(np.linspace(start, end, int(meta["T"]))).astype(np.int64)
-    rgb = torch.from_numpy(read_frames(row["path"], indices)).permute(0, 3, 1, 2).float() / 255
-    clip = _geometry(rgb, short, crop, "bilinear")
-    mean = torch.tensor(tf["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(tf["std"]).view(1, 3, 1, 1)
-    clip = ((clip - mean) / std).permute(1, 0, 2, 3).contiguous()
-    vid, shard = row["vid_name"], row["shard"]
-    masks = read_video_masks(masks_dir / f"{shard}.h5", vid, indices - start)
-    masks_t = torch.from_numpy(masks).float()[:, None]
-    masks_t = F.interpolate(masks_t, size=rgb.shape[-2:], mode="nearest")
-    mask = _geometry(masks_t, short, crop, "nearest")[:, 0] > 0.5
-    flow_mag = None
-    if flow_dir is not None:
-        from flowguide.utils.flowio import read_flow
-
-        flow, _ = read_flow(flow_dir / f"{shard}.h5", vid)  # fields t -> t + gap, T - 1 or T
-        flow = flow[np.minimum(indices - start, len(flow) - 1)]
-        mag = torch.from_numpy(np.sqrt((flow[:, 0] ** 2).sum(1)))[:, None]  # first gap
-        to_video = rgb.shape[-1] / mag.shape[-1]
-        mag = F.interpolate(mag, size=rgb.shape[-2:], mode="bilinear") * to_video
-        flow_mag = _geometry(mag, short, crop, "bilinear")[:, 0] * (short / min(rgb.shape[-2:]))
-    return clip, mask, flow_mag, indices
-
-
-def slowfast_gradcam(model: torch.nn.Module, alpha: int):
+def slowfast_gradcam(trained: TrainedModel):
     """GradCAM of both pathways (flowguide.modeling.gradcam) upsampled to (T, H, W), averaged."""
     from flowguide.modeling.gradcam import PathwayRecorder, pathway_gradcam
-    from flowguide.modeling.slowfast import forward_clip
 
     def run(model_fn: ModelFn, clip: torch.Tensor, target: int, options: dict) -> ExplanationResult:
-        import time
-
         started = time.perf_counter()
-        recorder = PathwayRecorder(model)
-        with torch.enable_grad():
-            logits = forward_clip(model, clip[None], alpha)
+        with torch.enable_grad(), PathwayRecorder(trained.backbone) as recorder:
+            logits = trained.model_fn(clip[None])
             maps = pathway_gradcam(
                 logits,
                 torch.tensor([target], device=clip.device),
@@ -127,8 +87,6 @@ def slowfast_gradcam(model: torch.nn.Module, alpha: int):
                 [tuple(clip.shape[1:])] * 2,
                 create_graph=False,
             )
-        for handle in getattr(recorder, "_handles", []):
-            handle.remove()
         relevance = torch.stack([m.detach()[0] for m in maps]).mean(0)
         return ExplanationResult(
             relevance.to("cpu", torch.float32), 1, time.perf_counter() - started, backward_passes=1
@@ -147,57 +105,57 @@ def run_explain(
     device: str = "auto",
     fail_fast: bool = False,
 ) -> list[dict[str, Any]]:
-    import pandas as pd
-    from tqdm import tqdm
-
-    from flowguide.modeling.slowfast import forward_clip
-    from flowguide.utils.atomic import atomic_write_text
-    from flowguide.utils.device import resolve_device
-    from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
-
     opts = {**STAGE_DEFAULTS, **options}
-    dev = resolve_device(device)
-    model, meta = load_model(checkpoint, dev)
-    alpha = int(meta["alpha"])
-    model_fn = ModuleFn(model, lambda m, x: forward_clip(m, x, alpha))
+    trained = load_trained(checkpoint, resolve_device(device))
+    model_fn = ModuleFn(trained.model, lambda _, x: trained.model_fn(x))
     if "gradcam" in opts["explainers"]:
-        register_explainer("gradcam", slowfast_gradcam(model, alpha))
+        register_explainer("gradcam", slowfast_gradcam(trained))
     unknown = [n for n in opts["explainers"] if n not in EXPLAINERS]
     if unknown:
         raise FlowguideError(f"unknown explainers {unknown}; known: {sorted(EXPLAINERS)}")
-    explain_opts = {"pixel_mean": meta["transform"]["mean"], "pixel_std": meta["transform"]["std"]}
+    explain_opts = {"pixel_mean": trained.transform["mean"], "pixel_std": trained.transform["std"]}
     explain_opts.update({k: v for k, v in opts.items() if k not in STAGE_DEFAULTS})
 
-    table = pd.read_csv(manifest)
-    table = (
-        table[table["split"] == opts["split"]].sort_values("vid_name").head(int(opts["n_clips"]))
-    )
+    rows = read_manifest(manifest)
+    rows = rows[rows["split"] == opts["split"]].sort_values("vid_name").head(int(opts["n_clips"]))
+    # The same clips and geometry as evaluation (dynamic stride, offset 0, eval crop).
+    datasets = evaluation_datasets(rows, trained.T, trained.transform, masks_dir)
+    positions = [(ds, i) for ds in datasets for i in range(len(ds))]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     failures = FailureLog("explain", fail_fast)
     all_rows: list[dict[str, Any]] = []
     with write_shard(out / "maps.h5", {"checkpoint": str(checkpoint), "options": opts}) as fh:
-        for row in tqdm(table.to_dict("records"), desc="explain"):
+        for ds, i in tqdm(positions, desc="explain"):
+            vid = str(ds.rows.at[i, "vid_name"])
             try:
-                clip, mask, flow_mag, indices = prepare_clip(
-                    row, meta, Path(masks_dir), Path(flow_dir) if flow_dir else None
+                item = ds[i]  # an unreadable video is this clip's failure, not the job's
+                if "mask" not in item:
+                    raise FlowguideError(f"no diver mask for {vid} in {masks_dir}")
+                indices = item["frame_indices"].numpy()
+                shard = rows.set_index("vid_name").at[vid, "shard"]
+                flow_mag = (
+                    flow_magnitude(Path(flow_dir) / f"{shard}.h5", vid, indices, trained.transform)
+                    if flow_dir
+                    else None
                 )
-                clip = clip.to(dev)
+                clip = item["clip"].to(trained.device)
                 if opts["target"] == "label":
-                    target = int(row["label"])
+                    target = int(item["label"])
                 else:
                     with torch.inference_mode():
                         target = int(model_fn(clip[None]).argmax(1))
-                rows, maps = explain_and_score(
-                    model_fn, clip, target, list(opts["explainers"]), explain_opts, mask, flow_mag
-                )
+                scored, maps = explain_and_score(
+                    model_fn, clip, target, list(opts["explainers"]), explain_opts,
+                    item["mask"], flow_mag,
+                )  # fmt: skip
             except Exception as exc:  # recorded per video; the others go on
-                failures.record(row["vid_name"], exc)
+                failures.record(vid, exc)
                 continue
-            group = fh.create_group(row["vid_name"])
+            group = fh.create_group(vid)
             set_attrs(
                 group,
-                {"label": int(row["label"]), "target": target, "frame_indices": indices.tolist()},
+                {"label": int(item["label"]), "target": target, "frame_indices": indices.tolist()},
             )
             for name, rel in maps.items():
                 write_frames_dataset(
@@ -210,13 +168,11 @@ def run_explain(
                         "values": "relevance, higher = more relevant to the target class",
                     },
                 )
-            all_rows.extend({"vid_name": row["vid_name"], "target": target, **r} for r in rows)
+            all_rows.extend({"vid_name": vid, "target": target, **r} for r in scored)
     failures.write(out / "failures.csv")
     atomic_write_text(out / "scores.csv", pd.DataFrame(all_rows).to_csv(index=False))
     summary = summarise(all_rows) if all_rows else []
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
-    log.info(
-        "explain: %d of %d clips explained", len({r["vid_name"] for r in all_rows}), len(table)
-    )
+    log.info("explain: %d of %d clips explained", len({r["vid_name"] for r in all_rows}), len(rows))
     return summary
