@@ -173,6 +173,10 @@ def test_report_tables_hold_the_fixture_numbers(results: Path):
     failures = pd.read_csv(out / "tables" / "failures.csv")
     assert len(failures) == 3 and set(failures["stage"]) == {"flow", "select"}
     assert "VideoError: no stream" in failures["reason"].tolist()
+    pipeline_failures = pd.read_csv(results / "failures.csv")  # the pipeline-wide list
+    assert pipeline_failures[["stage", "video", "reason"]].equals(
+        failures[["stage", "video", "reason"]]
+    )
 
     assert {"accuracy_vs_t", "accuracy_vs_gflops", "alpha_sweep"} <= set(report.figures_written)
     assert any(name.startswith("cam_rrr_ogl") for name in report.figures_written)

@@ -12,6 +12,7 @@ rule report:
             labels={"page": "flowguide report (HTML)"},
         ),
         markdown=f"{RESULTS}/report/report.md",
+        failures=f"{RESULTS}/failures.csv",
         tables=report(
             directory(f"{RESULTS}/report/tables"),
             patterns=["{name}.csv"],

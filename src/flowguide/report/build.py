@@ -272,6 +272,9 @@ class ReportBuilder:
     def failures_section(self) -> Section:
         section = Section("Failures recorded by the pipeline")
         failures = self.table("failures", collect.load_failures(self.results))
+        # The pipeline-wide list of per-video failures, next to the manifest.
+        with atomic_path(Path(self.results, "failures.csv")) as tmp:
+            failures.to_csv(tmp, index=False)
         if failures.empty:
             section.text.append("No failure recorded (results/failures/**.csv empty or absent).")
             return section

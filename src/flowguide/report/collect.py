@@ -139,10 +139,13 @@ def load_mask_stats(results: str | Path) -> pd.DataFrame:
 
 
 def load_failures(results: str | Path) -> pd.DataFrame:
-    """Every results/failures/**.csv row (stage, video, reason) plus the file it came from."""
+    """Every failure log row (stage, video, reason) plus the file it came from: the per-job logs
+    results/failures/**.csv and the explain stage's results/explain/**/failures.csv."""
     frames = []
-    root = Path(results, "failures")
-    for path in sorted(root.rglob("*.csv")):
+    root = Path(results)
+    logs = sorted(Path(results, "failures").rglob("*.csv"))
+    logs += sorted(Path(results, "explain").rglob("failures.csv"))
+    for path in logs:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         missing = set(FAILURE_COLUMNS) - set(table.columns)
         if missing:
