@@ -146,3 +146,44 @@ def test_added_videos_process_only_changed_shards(workflow_dir: Path, tmp_path: 
     after = {p.name: p.stat().st_mtime_ns for p in flow_dir.glob("*.h5")}
     changed = {name for name in after if before.get(name) != after[name]}
     assert changed == {"train0001.h5"}, changed
+
+
+def job_blocks(output: str) -> list[tuple[str, str]]:
+    """(rule, resources line) of every job a dry run lists."""
+    blocks = re.split(r"\n(?=\[.*\]\n(?:local)?(?:rule|checkpoint) )", output)
+    jobs = []
+    for block in blocks:
+        rule = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):", block, flags=re.M)
+        resources = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if rule and resources:
+            jobs.append((rule[1], resources[1]))
+    return jobs
+
+
+@pytest.mark.parametrize("gpu_request", ["gpu", "gres"])
+def test_slurm_profile_submits_training_with_its_gpus(
+    workflow_dir: Path, tmp_path: Path, gpu_request: str
+) -> None:
+    """`snakemake --profile slurm` (dry run: no sbatch here) plans the training jobs with the
+    SLURM executor and the GPU, memory, runtime and CPU resources the config declares."""
+    workdir = scratch_copy(workflow_dir, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["train"]["lr"] = 0.03
+    config["cluster"] = {"gpu_request": gpu_request, "rules": {"train": {"gpus": 2}}}
+    write_config(workdir, config)
+    profile = yaml.safe_load((ROOT / "slurm" / "config.v8+.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    output = snakemake(workdir, "--profile", str(ROOT / "slurm"), "-n")
+    assert "Using profile" in output
+    jobs = job_blocks(output)
+    train = [res for rule, res in jobs if rule == "train"]
+    assert len(train) == 2
+    for res in train:
+        assert "mem_mb=64000" in res and "runtime=2880" in res and "cpus_per_task=16" in res
+        if gpu_request == "gpu":
+            assert "gpu=2" in res and "gres=" not in res.replace("gres=''", "")
+        else:
+            assert "gres='gpu:2'" in res or "gres=gpu:2" in res
+    for rule, res in jobs:
+        if rule in ("report",):
+            assert "gpu=" not in res and "gres=gpu" not in res
