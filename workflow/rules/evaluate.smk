@@ -3,6 +3,7 @@
 # "ogl_dice", "ogl_dice-alpha0.25", "rrr_gradcam-lambda0.01-percentile20".
 # The runs to evaluate come from train.smk's eval_runs().
 
+import shlex
 
 EVAL_DIR = f"{RESULTS}/eval/{{run}}/T{{T}}"
 
@@ -47,12 +48,12 @@ rule evaluate:
         train_dir=lambda wildcards, input: os.path.dirname(input.checkpoint),
         masks_dir=f"{RESULTS}/masks",
         synth=lambda wildcards, input: (
-            f"--synth-clips {input.clips[0]}" if input.clips else ""
+            f"--synth-clips {shlex.quote(input.clips[0])}" if input.clips else ""
         ),
         device=config["device"],
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:
         "python -m flowguide evaluate --train-dir {params.train_dir:q} --manifest {input.manifest:q}"
         " --masks-dir {params.masks_dir:q} {params.synth} --run {wildcards.run} --T {wildcards.T}"
-        " --options {params.options:q} --device {params.device} --out {params.out:q}"
+        " --options {params.options:q} --device {params.device:q} --out {params.out:q}"
         " > {log:q} 2>&1"

@@ -41,20 +41,35 @@ def mask_shard_path(masks_dir: str | os.PathLike, shard: str) -> Path:
 def split_by_mask_availability(
     rows: pd.DataFrame, masks_dir: str | os.PathLike
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows whose video has a mask dataset, rows without); each shard file is opened once.
+    """(rows whose video has masks for every clip frame, rows without); each shard file is
+    opened once.
 
-    A video the flow/segment/select stages failed on is absent from its mask shard.
+    A video the flow/segment/select stages failed on is absent from its mask shard. A video whose
+    mask count differs from the manifest's ``n_frames`` (a stale or foreign shard) would pair
+    frames with the wrong masks: it goes with the rows without, and a warning names the shard,
+    the video and both counts.
     """
     has_mask = np.zeros(len(rows), dtype=bool)
     for shard, positions in rows.groupby("shard").indices.items():
-        with read_shard(mask_shard_path(masks_dir, shard)) as fh:
-            present = {
-                name
+        path = mask_shard_path(masks_dir, shard)
+        with read_shard(path) as fh:
+            mask_frames = {
+                name: int(obj[MASK_DATASET].shape[0])
                 for name, obj in fh.items()
                 if isinstance(obj, h5py.Group) and MASK_DATASET in obj  # skip e.g. /index
             }
-        names = rows["vid_name"].to_numpy()[positions]
-        has_mask[positions] = [name in present for name in names]
+        for pos in positions:
+            name, n_frames = str(rows["vid_name"].iat[pos]), int(rows["n_frames"].iat[pos])
+            if name not in mask_frames:
+                continue
+            if mask_frames[name] != n_frames:
+                log.warning(
+                    "%s: video %s has %d mask frames but %d clip frames in the manifest; "
+                    "treated as having no mask",
+                    path, name, mask_frames[name], n_frames,
+                )  # fmt: skip
+                continue
+            has_mask[pos] = True
     return rows[has_mask].reset_index(drop=True), rows[~has_mask].reset_index(drop=True)
 
 

@@ -151,6 +151,15 @@ def read_clip(row: dict[str, Any], short_side: int | None) -> np.ndarray:
     return read_video(row["path"], start, end + 1, short_side)
 
 
+def naming_file(error: VideoError, path: str | os.PathLike) -> VideoError:
+    """The error itself when its message names the video file, else one that does."""
+    if str(path) in str(error):
+        return error
+    named = VideoError(f"{path}: {error}")
+    named.__cause__ = error
+    return named
+
+
 def run_flow(
     shard_csv: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -178,7 +187,7 @@ def run_flow(
                 frames = read_clip(row, options["short_side"])
                 flow, used = video_flow(frames, backend, gaps)
             except VideoError as exc:
-                failures.record(str(row["vid_name"]), exc)
+                failures.record(str(row["vid_name"]), naming_file(exc, row["path"]))
                 continue
             write_video_flow(fh, row, flow, used, gaps)
             written += 1
