@@ -38,4 +38,5 @@ rule train:
     shell:
         "python -m flowguide train --manifest {input.manifest:q} --masks-dir {params.masks_dir:q}"
         " --method {params.method} --T {wildcards.T} --out-dir {params.out_dir:q}"
-        " --options {params.options:q} --device {params.device:q} > {log:q} 2>&1"
+        " --options {params.options:q} --device {params.device:q} --gpus {resources.gpu}"
+        " > {log:q} 2>&1"

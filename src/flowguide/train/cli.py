@@ -1,8 +1,12 @@
-"""``flowguide train``: one (method, T) training job."""
+"""``flowguide train``: one (method, T) training job, on one or several processes."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,19 +20,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True, help="output folder (checkpoint.pt, metrics.csv)")
     p.add_argument("--options", type=json_options, default={}, help="config 'train' section")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=0,
+        help="GPUs given to the job; more than 1: one process per GPU (torchrun, NCCL)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=0,
+        help="processes on this node, overriding --gpus (e.g. 2 with --device cpu: gloo)",
+    )
     p.set_defaults(func=_train)
 
 
+def processes(args: argparse.Namespace) -> int:
+    if args.nproc:
+        return args.nproc
+    return args.gpus if args.gpus > 1 and args.device != "cpu" else 1
+
+
 def _train(args: argparse.Namespace) -> int:
+    n = processes(args)
+    if n > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _relaunch(args, n)
+    import torch.distributed as dist
+
     from flowguide.train.loop import train
 
-    result = train(
-        args.manifest, args.masks_dir, args.method, args.T, args.out_dir, args.options, args.device
-    )
+    try:
+        result = train(
+            args.manifest, args.masks_dir, args.method, args.T, args.out_dir, args.options,
+            args.device,
+        )  # fmt: skip
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     last = result.metrics[-1] if result.metrics else {}
     print(
         f"train {args.method} T={args.T}: {len(result.metrics)} epochs "
-        f"({result.epochs_run} run now, resumed from {result.resumed_from}); "
-        f"final loss {last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', 0):.3f}"
+        f"({result.epochs_run} run now, resumed from {result.resumed_from}, "
+        f"{result.world_size} process(es)); final loss {last.get('loss', float('nan')):.4f}, "
+        f"accuracy {last.get('accuracy', 0):.3f}"
     )
     return 0
+
+
+def _relaunch(args: argparse.Namespace, n: int) -> int:
+    """This command again under torch.distributed.run, one process per GPU (or per --nproc)."""
+    argv = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+        "-m", "flowguide", "train",
+        "--manifest", str(args.manifest),
+        "--method", args.method,
+        "--T", str(args.T),
+        "--out-dir", str(args.out_dir),
+        "--options", json.dumps(args.options),
+        "--device", args.device,
+    ]  # fmt: skip
+    if args.masks_dir is not None:
+        argv += ["--masks-dir", str(args.masks_dir)]
+    # torchrun sets OMP_NUM_THREADS=1 per process unless the job set it.
+    return subprocess.run(argv, check=False).returncode

@@ -14,10 +14,31 @@ the gradient of one full batch (the two normalisations differ by a constant clos
 classes are balanced).
 
 Checkpoints: after every epoch the whole training state (model, optimiser, scheduler, epoch,
-torch/numpy/python RNG states, method state, metrics so far) goes atomically to
+torch/numpy/python RNG states, method state, metrics so far; and what a reader needs to rebuild
+the model: ``model_spec``, ``abn_spec`` (null unless Object-ABN), ``alpha``, ``T``,
+``num_classes``, ``transform``; see flowguide.modeling.trained) goes atomically to
 ``<out>/last.pt``; a rerun with the same inputs and options resumes from it and ends with the
 same weights as an uninterrupted run. When training ends, ``checkpoint.pt`` (the same state),
 ``metrics.csv`` and ``timing.json`` are written and ``last.pt`` is removed.
+
+Several processes (torchrun; ``flowguide train --gpus N`` or ``--nproc N`` relaunches itself
+under ``torch.distributed.run``): each epoch's single-process schedule of loader batches (the
+order from (seed, epoch), groups of ``k`` loader batches per optimiser step) is split between
+the W processes at the loader-batch level, rank r taking the r-th of W contiguous slices of each
+group, so an optimiser step sees exactly the samples, and every BatchNorm batch exactly the
+clips, it sees in one process; the optimiser batch stays B (W x B_l x k/W = B, so B must be a
+multiple of W x B_l). After each group the gradients (each already scaled by b / |group|) are
+summed over the processes with one all-reduce, and every process takes the same optimiser step.
+This is DistributedDataParallel's arithmetic with ``no_sync`` on the accumulation steps, done by
+hand because the guided losses take second-order gradients (``create_graph=True``), which DDP's
+reducer does not support, and because the last, shorter group may leave a process with no batch.
+BatchNorm normalises per process with the statistics of its B_l clips, as one process does
+(SyncBatchNorm would change the BN batch and has no double backward, needed by RRR); after each
+optimiser step the running statistics are combined so that they equal one process's successive
+EMA updates (``RunningStatsSync``).
+Process 0 evaluates and writes checkpoints, metrics and timing; every process resumes from the
+same ``last.pt``. Dropout masks come from each process's torch RNG (all start from the run seed),
+so with dropout a W-process run is a different, equally valid, draw.
 """
 
 from __future__ import annotations
@@ -40,6 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
@@ -51,6 +73,7 @@ from flowguide.clips.dataset import (
     worker_init_fn,
 )
 from flowguide.clips.transforms import ClipTransform, TransformSpec
+from flowguide.modeling.abn import ObjectABN
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
 from flowguide.train.methods import Method, TrainContext, create_method
 from flowguide.utils.atomic import atomic_path, atomic_write_text
@@ -295,6 +318,205 @@ def run_fingerprint(
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# --- processes --------------------------------------------------------------------------------
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj`` in rank order (``[obj]`` alone)."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def distributed_from_env() -> Distributed:
+    """torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    return Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup_distributed(device: str, ddp: Distributed) -> torch.device:
+    """The process's device; initialises the process group (NCCL on CUDA, gloo on the CPU)."""
+    if not ddp.active:
+        return resolve_device(device)  # a claimed free GPU for auto/cuda (utils.device)
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {device}: CUDA is not available for a distributed run")
+    if use_cuda:
+        dev = torch.device("cuda", ddp.local_rank)  # torchrun's processes share the job's GPUs
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dev
+
+
+def batch_plan(
+    n_samples: int, loader_batch_size: int, k: int, world_size: int, rank: int,
+    order: list[int],
+) -> tuple[list[list[int]], list[int], list[int]]:  # fmt: skip
+    """This process's loader batches, how many of them fall in each optimiser group, and the
+    groups' global sizes; the single-process schedule split by loader batch (module docstring).
+    """
+    if k % world_size:
+        raise TrainingError(
+            f"train.batch_size must be a multiple of {world_size} processes x "
+            f"train.loader_batch_size (accumulation over {k} loader batches does not split)"
+        )
+    batches = [order[s : s + loader_batch_size] for s in range(0, n_samples, loader_batch_size)]
+    mine: list[list[int]] = []
+    per_group: list[int] = []
+    sizes: list[int] = []
+    for g in range(0, len(batches), k):
+        group = batches[g : g + k]
+        sizes.append(sum(len(b) for b in group))
+        share = np.array_split(np.arange(len(group)), world_size)[rank]
+        mine += [group[i] for i in share]
+        per_group.append(len(share))
+    return mine, per_group, sizes
+
+
+def epoch_order(n_samples: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
+    """The epoch's sample order, from (seed, epoch) alone: equal in every process."""
+    if not shuffle:
+        return list(range(n_samples))
+    generator = torch.Generator()
+    generator.manual_seed(int(np.random.SeedSequence([seed, epoch, 7]).generate_state(1)[0]))
+    return torch.randperm(n_samples, generator=generator).tolist()
+
+
+def sync_gradients(model: nn.Module, ddp: Distributed) -> None:
+    """Sum the gradients over the processes (one flat all-reduce per dtype)."""
+    if not ddp.active:
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)  # a grad on any process: zeros where missing
+    dev = params[0].device
+    if dev.type == "cuda":
+        has = has.to(dev)
+    for p, flag in zip(params, has.cpu().tolist(), strict=True):
+        if flag and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    _all_reduce_flat([p.grad for p in params if p.grad is not None], average=False)
+
+
+class RunningStatsSync:
+    """BatchNorm running statistics of a W-process step equal to one process's.
+
+    One process applies the B/B_l loader batches' EMA updates in turn; here each process applies
+    its own to the state at the step's start r0. The EMA is linear, so process p's contribution
+    c_p = r_p - (1 - m)^{n_p} r0 is recovered and the single-process chain rebuilt in rank
+    order: r = (1 - m)^{N} r0 + sum_p (1 - m)^{n_{p+1} + ... + n_W} c_p. Layers with
+    ``momentum=None`` (a cumulative average) get the mean of the processes' statistics.
+    """
+
+    def __init__(self, model: nn.Module, ddp: Distributed) -> None:
+        self.ddp = ddp
+        self.layers = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        ]
+        self._start: list[tuple[torch.Tensor, ...]] = []
+
+    def begin(self) -> None:
+        if self.ddp.active:
+            self._start = [
+                (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                for m in self.layers
+            ]
+
+    def finish(self) -> None:
+        if not self.ddp.active or not self.layers:
+            return
+        world = self.ddp.world_size
+        counts = torch.stack([m.num_batches_tracked - s[2] for m, s in zip(self.layers,
+                              self._start, strict=True)]).to(torch.float64)  # fmt: skip
+        stats = torch.cat([torch.cat([m.running_mean, m.running_var]) for m in self.layers])
+        all_counts = [torch.zeros_like(counts) for _ in range(world)]
+        all_stats = [torch.zeros_like(stats) for _ in range(world)]
+        dist.all_gather(all_counts, counts)
+        dist.all_gather(all_stats, stats)
+        offset = 0
+        for i, (layer, (mean0, var0, nbt0)) in enumerate(zip(self.layers, self._start,
+                                                             strict=True)):  # fmt: skip
+            c = layer.running_mean.numel()
+            per_rank = [s[offset : offset + 2 * c].double() for s in all_stats]
+            offset += 2 * c
+            n = [int(all_counts[r][i]) for r in range(world)]
+            r0 = torch.cat([mean0, var0]).double()
+            if layer.momentum is None:
+                combined = torch.stack(per_rank).mean(0)
+            else:
+                keep = 1.0 - layer.momentum
+                combined = keep ** sum(n) * r0
+                for r in range(world):
+                    contribution = per_rank[r] - keep ** n[r] * r0
+                    combined = combined + keep ** sum(n[r + 1 :]) * contribution
+            layer.running_mean.copy_(combined[:c])
+            layer.running_var.copy_(combined[c:])
+            layer.num_batches_tracked.copy_(nbt0 + sum(n))
+
+
+def broadcast_state(model: nn.Module, ddp: Distributed) -> None:
+    """Process 0's parameters and buffers everywhere (the start of a run)."""
+    if ddp.active:
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def _all_reduce_flat(tensors: list[torch.Tensor], average: bool) -> None:
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = defaultdict(list)
+    for t in tensors:
+        by_dtype[t.dtype].append(t)
+    world = dist.get_world_size()
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        dist.all_reduce(flat)
+        if average:
+            flat /= world
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
+def reduce_sums(values: dict[str, float], ddp: Distributed) -> dict[str, float]:
+    """Sum counters over the processes, keys in first-seen order (a process may lack some)."""
+    if not ddp.active:
+        return values
+    total: dict[str, float] = {}
+    for part in ddp.gather(values):
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -305,25 +527,32 @@ class TrainResult:
     resumed_from: int
     metrics: list[dict[str, Any]]
     model: nn.Module
+    world_size: int = 1
 
 
 def _loader(
-    dataset: ClipDataset, options: Mapping, epoch: int, shuffle: bool, device: torch.device
+    dataset: ClipDataset,
+    options: Mapping,
+    epoch: int,
+    batches: list[list[int]],
+    device: torch.device,
 ) -> DataLoader:
-    generator = torch.Generator()
-    order_seed = np.random.SeedSequence([options["seed"], epoch, 7]).generate_state(1)[0]
-    generator.manual_seed(int(order_seed))
+    """A loader over the given batches of dataset positions, in order."""
     dataset.set_epoch(epoch)
     return DataLoader(
         dataset,
-        batch_size=options["loader_batch_size"],
-        shuffle=shuffle,
+        batch_sampler=batches,
         num_workers=options["num_workers"],
-        generator=generator,
         worker_init_fn=worker_init_fn,
         pin_memory=device.type == "cuda",
-        drop_last=False,
     )
+
+
+def _eval_loader(dataset: ClipDataset, options: Mapping, epoch: int, device) -> DataLoader:
+    b = options["loader_batch_size"]
+    order = list(range(len(dataset)))
+    return _loader(dataset, options, epoch, [order[s : s + b] for s in range(0, len(order), b)],
+                   device)  # fmt: skip
 
 
 def _init_model(spec: SlowFastSpec, method: Method, options: Mapping) -> tuple[nn.Module, str]:
@@ -387,7 +616,8 @@ def train(
     options = train_options(options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)  # a claimed free GPU for auto/cuda (utils.device)
+    ddp = distributed_from_env()
+    dev = setup_distributed(device, ddp)
     method = create_method(method_name, options["method_options"])
 
     rows = read_manifest(manifest)
@@ -417,8 +647,10 @@ def train(
     torch.manual_seed(options["seed"])
     np.random.seed(options["seed"] % 2**32)
     random.seed(options["seed"])
+    method.prepare(spec, len(train_set))
     model, init = _init_model(spec, method, options)
     model.to(dev)
+    broadcast_state(model, ddp)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=options["lr"],
@@ -427,6 +659,11 @@ def train(
     )
     k = accumulation_steps(options["batch_size"], options["loader_batch_size"])
     groups = group_sizes(len(train_set), options["loader_batch_size"], k)
+    if k % ddp.world_size:
+        raise TrainingError(
+            f"train.batch_size {options['batch_size']} must be a multiple of "
+            f"{ddp.world_size} processes x train.loader_batch_size {options['loader_batch_size']}"
+        )
     warmup_steps = math.ceil(options["warmup"]["batches"] / k)
     schedule = WarmupCosine(
         options["lr"],
@@ -448,6 +685,8 @@ def train(
         "alpha": spec.alpha,
         "num_classes": num_classes,
         "model_spec": dataclasses.asdict(spec),
+        "abn_spec": dataclasses.asdict(model.spec) if isinstance(model, ObjectABN) else None,
+        "world_size": ddp.world_size,
         "transform": {
             k2: list(v) if isinstance(v, tuple) else v
             for k2, v in dataclasses.asdict(tspec).items()
@@ -474,9 +713,13 @@ def train(
             log.warning("%s was trained on other inputs or options: starting afresh", state_path)
 
     ctx = TrainContext(
-        alpha=spec.alpha, num_classes=num_classes, class_weights=weights.to(dev), device=dev
+        alpha=spec.alpha,
+        num_classes=num_classes,
+        class_weights=weights.to(dev),
+        device=dev,
+        gather=ddp.gather,
     )
-    writer = _tensorboard(out_dir, options)
+    writer = _tensorboard(out_dir, options) if ddp.is_main else None
     end_epoch = (
         options["epochs"]
         if stop_after_epochs is None
@@ -486,20 +729,25 @@ def train(
     for epoch in range(start_epoch, end_epoch):
         ctx.epoch = epoch
         ctx.global_batch = epoch * math.ceil(len(train_set) / options["loader_batch_size"])
+        order = epoch_order(len(train_set), options["seed"], epoch, shuffle=True)
+        mine, per_group, sizes = batch_plan(
+            len(train_set), options["loader_batch_size"], k, ddp.world_size, ddp.rank, order
+        )
         row = run_epoch(
             model,
             method,
             optimizer,
             scheduler,
-            _loader(train_set, options, epoch, True, dev),
-            groups,
-            k,
+            _loader(train_set, options, epoch, mine, dev),
+            per_group,
+            sizes,
             ctx,
+            ddp,
         )
         every = options["eval_every"]
-        if every and (epoch + 1) % every == 0 and len(eval_set):
+        if every and (epoch + 1) % every == 0 and len(eval_set) and ddp.is_main:
             row["val_accuracy"] = evaluate_accuracy(
-                model, method, _loader(eval_set, options, epoch, False, dev), ctx
+                model, method, _eval_loader(eval_set, options, epoch, dev), ctx
             )
         method.end_epoch(ctx)
         metrics.append(row)
@@ -514,6 +762,9 @@ def train(
                 if name != "epoch":
                     writer.add_scalar(f"train/{name}", value, epoch + 1)
             writer.flush()
+        if not ddp.is_main:
+            ddp.barrier()  # process 0 writes; all leave the epoch together
+            continue
         save_checkpoint(
             state_path,
             {
@@ -528,18 +779,20 @@ def train(
             },
         )
         atomic_write_text(out_dir / "metrics.csv", pd.DataFrame(metrics).to_csv(index=False))
+        ddp.barrier()
     if writer is not None:
         writer.close()
 
     epochs_run = max(0, end_epoch - start_epoch)
-    if end_epoch == options["epochs"]:
+    if end_epoch == options["epochs"] and ddp.is_main:
         if not state_path.exists():  # nothing trained and nothing to resume: should not happen
             raise TrainingError(f"{state_path}: no training state to finish from")
         final = load_checkpoint(state_path)
         save_checkpoint(out_dir / FINAL_NAME, final)
         write_outputs(out_dir, metrics, dev)
         state_path.unlink()
-    return TrainResult(out_dir, epochs_run, start_epoch, metrics, model)
+    ddp.barrier()
+    return TrainResult(out_dir, epochs_run, start_epoch, metrics, model, ddp.world_size)
 
 
 def _keep_masked(train_rows: pd.DataFrame, eval_rows: pd.DataFrame, masks_dir, options, out_dir):
@@ -576,32 +829,47 @@ def run_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loader: DataLoader,
-    groups: list[int],
-    k: int,
+    per_group: list[int],
+    sizes: list[int],
     ctx: TrainContext,
+    ddp: Distributed | None = None,
 ) -> dict[str, Any]:
-    """One epoch; an optimiser step after every k loader batches (and after the last one)."""
+    """One epoch: for each optimiser group, this process's ``per_group[g]`` loader batches (each
+    scaled by b / ``sizes[g]``), the gradients summed over the processes, one optimiser step."""
+    ddp = ddp or Distributed()
     start = time.perf_counter()
     sums: dict[str, float] = defaultdict(float)
     n = correct = 0
     lr = optimizer.param_groups[0]["lr"]
     optimizer.zero_grad(set_to_none=True)
-    n_batches = len(loader)
-    bar = tqdm(loader, desc=f"epoch {ctx.epoch + 1}", unit="batch", leave=False, disable=None)
-    for i, batch in enumerate(bar):
-        stats = accumulate_batch(model, method, batch, ctx, groups[i // k])
-        ctx.global_batch += 1
-        n += stats.n
-        correct += stats.correct
-        for name, value in stats.terms.items():
-            sums[name] += value * stats.n
-        if (i + 1) % k == 0 or i + 1 == n_batches:
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-        bar.set_postfix(loss=f"{sum(stats.terms.values()):.3f}")
+    batches = iter(loader)
+    running_stats = RunningStatsSync(model, ddp)
+    bar = tqdm(total=len(loader), desc=f"epoch {ctx.epoch + 1}", unit="batch", leave=False,
+               disable=None if ddp.is_main else True)  # fmt: skip
+    for count, size in zip(per_group, sizes, strict=True):
+        running_stats.begin()
+        for _ in range(count):
+            stats = accumulate_batch(model, method, next(batches), ctx, size)
+            ctx.global_batch += 1
+            n += stats.n
+            correct += stats.correct
+            for name, value in stats.terms.items():
+                sums[name] += value * stats.n
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(stats.terms.values()):.3f}")
+        sync_gradients(model, ddp)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        running_stats.finish()
+        method.end_step(ctx)
+    bar.close()
     seconds = time.perf_counter() - start
+    totals = reduce_sums({"n": n, "correct": correct, **{f"t_{k}": v for k, v in sums.items()}},
+                         ddp)  # fmt: skip
+    n, correct = int(totals.pop("n")), int(totals.pop("correct"))
+    sums = {key[2:]: v for key, v in totals.items()}
     row: dict[str, Any] = {"epoch": ctx.epoch + 1, "loss": sum(sums.values()) / max(1, n)}
     row.update({f"loss_{name}": total / max(1, n) for name, total in sums.items()})
     row.update(
@@ -612,4 +880,7 @@ def run_epoch(
             "clips_per_second": n / seconds,
         }
     )
+    extra = ddp.gather(method.epoch_metrics())
+    for name in dict.fromkeys(key for e in extra for key in e):
+        row[name] = float(np.mean([e[name] for e in extra if name in e]))
     return row
