@@ -39,6 +39,22 @@ class TrainedModel:
     abn: bool
     meta: dict[str, Any] = field(repr=False)  # the checkpoint without its tensors of state
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The SlowFast itself (inside the ABN wrapper), whose pathway stages GradCAM hooks."""
+        return self.model.backbone if self.abn else self.model
+
+    def attention_maps(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
+        """ABN's own attention maps, name -> (B, T, h, w) in [0, 1]; empty for other methods."""
+        if not self.abn:
+            return {}
+        out = self.model(pack_pathways(clips, self.alpha))
+        return {f"abn_{name}": value for name, value in out.maps.items()}
+
 
 def load_trained(checkpoint_path: str | os.PathLike, device: torch.device | str) -> TrainedModel:
     """Rebuild the trained SlowFast (ABN-wrapped when the checkpoint says so), eval mode."""
