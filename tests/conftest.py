@@ -20,7 +20,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_gpu = pytest.mark.skip(reason="gpu: no CUDA device here")
     has_cuda = torch.cuda.is_available()
     for item in items:
-        if "slow" in item.keywords and not config.getoption("--runslow"):
+        # Markers, not keywords: a parametrize id such as "gpu" must not count.
+        if item.get_closest_marker("slow") and not config.getoption("--runslow"):
             item.add_marker(skip_slow)
-        if "gpu" in item.keywords and not has_cuda:
+        if item.get_closest_marker("gpu") and not has_cuda:
             item.add_marker(skip_gpu)

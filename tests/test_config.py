@@ -45,3 +45,12 @@ def test_workflow_schema_is_the_package_schema() -> None:
     workflow_schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     package_schema = ROOT / "src" / "flowguide" / "schemas" / "config.schema.yaml"
     assert workflow_schema.resolve() == package_schema.resolve()
+
+
+def test_a_partial_rule_resource_keeps_that_rules_other_defaults() -> None:
+    config = validate_config(
+        {"dataset": {"kind": "synthdive"}, "cluster": {"rules": {"train": {"gpus": 2}}}}
+    )
+    train = config["cluster"]["rules"]["train"]
+    assert train == {"gpus": 2, "mem_mb": 64000, "runtime": 2880, "cpus_per_task": 16}
+    assert config["cluster"]["rules"]["select"]["gpus"] == 0

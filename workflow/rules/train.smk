@@ -35,8 +35,9 @@ rule train:
         masks_dir=f"{RESULTS}/masks",
         out_dir=lambda wildcards, output: os.path.dirname(output.checkpoint),
         device=config["device"],
+        gpus=rule_gpus("train"),
     shell:
         "python -m flowguide train --manifest {input.manifest:q} --masks-dir {params.masks_dir:q}"
         " --method {params.method} --T {wildcards.T} --out-dir {params.out_dir:q}"
-        " --options {params.options:q} --device {params.device:q} --gpus {resources.gpu}"
+        " --options {params.options:q} --device {params.device:q} --gpus {params.gpus:q}"
         " > {log:q} 2>&1"
