@@ -68,8 +68,9 @@ def make_step(method: str, base: torch.nn.Module, args, batch) -> Callable[[], N
         model = ObjectABN(model, ABNSpec(args.classes, args.alpha, mode="mask", width=width))
     model.to(args.device).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    recorder = PathwayRecorder(model) if method in ("ogl_dice", "rrr_gradcam_all",
-                                                    "rrr_gradcam") else None
+    recorder = (
+        PathwayRecorder(model) if method in ("ogl_dice", "rrr_gradcam_all", "rrr_gradcam") else None
+    )
     tracker = None
     if method == "rrr_gradcam":
         tracker = WorstPerformerTracker(args.dataset_size, args.percentile)

@@ -214,8 +214,9 @@ def test_rrr_gradcam_penalises_only_selected_samples_inside_their_map():
         total += ((region * g[b]) ** 2).sum().item()
     assert term.item() == pytest.approx(0.1 * total / 3, rel=1e-8)
 
-    none = rrr_gradcam_terms(logits, labels, clip, [torch.zeros(1)] * 2,
-                             torch.zeros(3, dtype=torch.bool), lam=0.1)
+    none = rrr_gradcam_terms(
+        logits, labels, clip, [torch.zeros(1)] * 2, torch.zeros(3, dtype=torch.bool), lam=0.1
+    )
     assert none["rrr"].item() == 0.0
 
 

@@ -90,7 +90,7 @@ def test_whole_dag_writes_every_stage(workflow_dir: Path) -> None:
     ]:  # fmt: skip
         assert (results / path).is_file(), path
     for rule in ("manifest", "flow", "segment", "select", "train", "evaluate", "report"):
-        assert any((workflow_dir / "logs").rglob(f"*")), rule
+        assert any((workflow_dir / "logs").rglob("*")), rule
     assert (workflow_dir / "logs" / "benchmarks" / "train" / "vanilla" / "T4.tsv").is_file()
 
 

@@ -17,7 +17,9 @@ from torch import nn
 from flowguide.utils.checkpoints import hub_checkpoint_path, load_weights
 
 # pytorchvideo's SLOWFAST_8x8_R50 Kinetics-400 checkpoint (alpha 4, beta 1/8).
-KINETICS_R50_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth"
+KINETICS_R50_URL = (
+    "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth"
+)
 HEAD_PREFIX = "blocks.6.proj."
 SLOW, FAST = 0, 1
 LAST_STAGE = 4  # blocks: 0 stem, 1-4 res2-res5, 5 pathway pooling, 6 head

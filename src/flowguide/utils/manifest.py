@@ -21,4 +21,3 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if not Path(path).is_file():
         raise FlowguideError(f"{path}: manifest does not exist")
     return pd.read_csv(path, dtype=_TEXT_COLUMNS)
-
