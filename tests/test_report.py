@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 
 from flowguide.evaluate.evaluation import SavedMaps, write_saved_maps
+from flowguide.report import figures
 from flowguide.report.build import build_report
 from flowguide.utils.failures import write_failures
-from flowguide.utils.h5 import write_masks, write_shard
+from flowguide.utils.flowviz import flow_to_color
+from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_masks, write_shard
 from flowguide.utils.video import write_video
 
 # (method, T) -> (top1, gflops, hours per epoch, fast-pathway IoU)
@@ -25,6 +27,16 @@ MAIN_RUNS = {
 }
 ALPHA_RUNS = {0.0: (0.0418, 0.02), 0.25: (0.4780, 0.05)}  # alpha -> (top1, fast IoU), T = 8
 RRR_RUNS = {0.01: 0.534, 0.5: 0.489}  # lambda -> top1, rrr_ogl, T = 8
+# The explain stage's summary.csv of rrr_ogl T=16: explainer -> (forward passes, deletion AUC,
+# insertion AUC, top-k IoU, selectivity kept fraction); in the stage's row order.
+EXPLAIN_ROWS = {
+    "gradcam": (1.0, 0.125, 0.625, 0.25, None),
+    "selective_gradcam": (1.0, 0.375, 0.5, 0.0625, 0.75),
+    "occlusion": (181.0, 0.0625, 0.875, 0.5, None),
+    "selective_occlusion": (181.0, 0.25, 0.4375, 0.125, 0.5),
+}
+EXPLAIN_VIDEOS = ["clip_a", "clip_b"]  # maps.h5 groups; clip_a has a mask in the run's cams.h5
+EXPLAIN_FRAMES = [0, 2, 5, 7]
 
 
 def metrics_doc(method, base, t, params, top1, gflops=None, hours=None, iou=None, cue=None):
@@ -62,6 +74,7 @@ def results(tmp_path: Path) -> Path:
             mask[:, 2:6, 2:6] = True
             saved = SavedMaps("clip_a", 1, 1, {"fast": mask.astype(np.float16)}, mask)
             write_saved_maps(run_dir / "cams.h5", [saved], 0.5, {"method": method, "T": t})
+            write_explain(res / "explain" / method / f"T{t}")
     for alpha, (top1, iou) in ALPHA_RUNS.items():
         doc = metrics_doc(f"ogl_dice-alpha{alpha}", "ogl_dice", 8, {"alpha": alpha}, top1, iou=iou)
         write_run(res, doc, f"sweep_a{alpha}")
@@ -84,12 +97,57 @@ def results(tmp_path: Path) -> Path:
     masks[2:, 2:6, 2:6] = True
     with write_shard(res / "masks" / "test0000.h5") as fh:
         write_masks(fh.create_group("v0"), "mask", masks)
+    with write_shard(res / "flow" / "test0000.h5") as fh:  # (gaps, 2, H, W), as the flow stage
+        fh.create_group("v0").create_dataset("flow", data=fixture_flow())
     video = res / "synthdive" / "rgb" / "v0.mp4"
     write_video(video, np.full((4, 16, 16, 3), 128, np.uint8), fps=25, qscale=4)
     pd.DataFrame([{"vid_name": "v0", "split": "test", "label": 0, "path": str(video),
                    "start_frame": 0, "end_frame": 3, "shard": "test0000"}]).to_csv(
         res / "manifest.csv", index=False)  # fmt: skip
     return res
+
+
+def fixture_flow() -> np.ndarray:
+    """Flow of v0's 3 gaps: a uniform shift that grows with the gap, plus a ramp."""
+    flow = np.zeros((3, 2, 8, 8), np.float32)
+    for gap in range(3):
+        flow[gap, 0] = gap + 1.0
+        flow[gap, 1] = np.linspace(-1, 1, 8)[None, :]
+    return flow
+
+
+def explain_maps(vid: str) -> dict[str, np.ndarray]:
+    """Known (T, H, W) maps of one clip: gradcam >= 0, occlusion signed, selective ones sparse."""
+    rng = np.random.default_rng(len(vid))
+    gradcam = rng.random((4, 8, 8)).astype(np.float16)
+    occlusion = (rng.random((4, 8, 8)) - 0.5).astype(np.float16)
+    return {
+        "gradcam": gradcam,
+        "selective_gradcam": np.where(gradcam > 0.8, gradcam, 0).astype(np.float16),
+        "occlusion": occlusion,
+        "selective_occlusion": np.where(np.abs(occlusion) > 0.4, occlusion, 0).astype(np.float16),
+    }
+
+
+def write_explain(folder: Path) -> None:
+    """The explain stage's outputs (summary.csv, maps.h5) with known numbers."""
+    folder.mkdir(parents=True)
+    rows = [
+        {"explainer": name, "base": name.removeprefix("selective_"),
+         "selective": name.startswith("selective_"), "target": 0.5, "forward_passes": fp,
+         "backward_passes": 1.0 if "gradcam" in name else 0.0, "seconds": 0.01,
+         "entropy": 1.5, "deletion_auc": deletion, "insertion_auc": insertion,
+         "metric_forward_passes": 58.0, "pointing": 0.5, "topk_iou": topk,
+         "topk_dice": 2 * topk / (1 + topk), "selectivity_kept_fraction": kept, "n_clips": 2}
+        for name, (fp, deletion, insertion, topk, kept) in EXPLAIN_ROWS.items()
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
+    with write_shard(folder / "maps.h5", {"checkpoint": "ckpt.pt"}) as fh:
+        for label, vid in enumerate(EXPLAIN_VIDEOS):
+            group = fh.create_group(vid)
+            set_attrs(group, {"label": label, "target": label, "frame_indices": EXPLAIN_FRAMES})
+            for name, volume in explain_maps(vid).items():
+                write_frames_dataset(group, name, volume, {"explainer": name})
 
 
 def markdown_table(text: str, caption: str) -> pd.DataFrame:
@@ -181,6 +239,7 @@ def test_report_tables_hold_the_fixture_numbers(results: Path):
     assert {"accuracy_vs_t", "accuracy_vs_gflops", "alpha_sweep"} <= set(report.figures_written)
     assert any(name.startswith("cam_rrr_ogl") for name in report.figures_written)
     assert any(name.startswith("gallery_v0") for name in report.figures_written)
+    assert "explain_rrr_ogl_T16" in report.figures_written
     for path in report.figures_written.values():
         assert path.exists() and path.stat().st_size > 1000
 
@@ -206,6 +265,115 @@ def test_report_from_nothing_says_what_is_missing(tmp_path: Path):
     assert "Missing: no evaluation run" in text
     assert "Missing: no sweep ran" in text
     assert "Missing: results/masks/quality.csv" in text
+    assert "Missing: no explain output" in text
+    assert pd.read_csv(out / "tables" / "explain_summary.csv").empty
     assert "No failure recorded" in text
     assert report.figures_written == {}
     assert (out / "index.html").exists() and (out / "tables" / "accuracy.csv").exists()
+
+
+def test_explain_table_holds_the_summary_numbers(results: Path):
+    out = results / "report"
+    build_report(results, out)
+    summary = pd.read_csv(out / "tables" / "explain_summary.csv")
+    assert summary["explainer"].tolist() == list(EXPLAIN_ROWS)  # the stage's row order
+    assert set(summary["run"]) == {"rrr_ogl"} and set(summary["T"]) == {16}
+    assert "target" not in summary  # a mean class id is no property of an explainer
+    for _, row in summary.iterrows():
+        fp, deletion, insertion, topk, kept = EXPLAIN_ROWS[row["explainer"]]
+        assert row["forward_passes"] == fp and row["deletion_auc"] == pytest.approx(deletion)
+        assert row["insertion_auc"] == pytest.approx(insertion)
+        assert row["topk_iou"] == pytest.approx(topk)
+        assert row["topk_dice"] == pytest.approx(2 * topk / (1 + topk))
+        assert (pd.isna(row["selectivity_kept_fraction"]) and kept is None) or row[
+            "selectivity_kept_fraction"
+        ] == pytest.approx(kept)
+
+    text = (out / "report.md").read_text()
+    section = text.split("## Post-hoc explanations (papers 002-004)", 1)[1].split("\n## ", 1)[0]
+    table = markdown_table(section, "rrr_ogl T=16: explainer by metric (means over clips)")
+    table = table.set_index("explainer")
+    assert list(table.index) == list(EXPLAIN_ROWS)
+    for name, (_, deletion, insertion, topk, kept) in EXPLAIN_ROWS.items():
+        assert float(table.loc[name, "deletion_auc"]) == pytest.approx(deletion, abs=5e-5)
+        assert float(table.loc[name, "insertion_auc"]) == pytest.approx(insertion, abs=5e-5)
+        assert float(table.loc[name, "topk_iou"]) == pytest.approx(topk, abs=5e-5)
+        assert table.loc[name, "selectivity_kept_fraction"] == (
+            "-" if kept is None else f"{kept:.4f}"
+        )
+    assert "Missing:" not in section
+    assert "](figures/explain_rrr_ogl_T16.png)" in section
+    assert "outline: the diver mask of the same clip from eval/rrr_ogl/T16/cams.h5" in section
+    assert (out / "figures" / "explain_rrr_ogl_T16.png").stat().st_size > 1000
+
+
+def test_explain_section_says_which_run_explained_nothing(results: Path):
+    folder = results / "explain" / "vanilla" / "T8"
+    folder.mkdir(parents=True)
+    (folder / "summary.csv").write_text("\n")  # what the stage writes when every clip failed
+    out = results / "report"
+    report = build_report(results, out)
+    text = (out / "report.md").read_text()
+    assert "Missing: explain/vanilla/T8/summary.csv has no rows" in text
+    # With two runs, each compared metric gets a table: rows explainer, a column per run.
+    compare = pd.read_csv(out / "tables" / "explain_topk_iou.csv").set_index("explainer")
+    assert list(compare.columns) == ["rrr_ogl T=16"]  # the empty run adds no column
+    assert compare["rrr_ogl T=16"].tolist() == pytest.approx([r[3] for r in EXPLAIN_ROWS.values()])
+    assert "explain_vanilla_T8" not in report.figures_written
+
+
+def test_explain_gallery_reads_the_first_clip_and_the_eval_mask(results: Path):
+    folder = results / "explain" / "rrr_ogl" / "T16"
+    clip = figures.first_explained_clip(folder / "maps.h5")
+    assert clip.vid_name == EXPLAIN_VIDEOS[0] and clip.frame_indices == EXPLAIN_FRAMES
+    assert (clip.label, clip.target) == (0, 0)
+    for name, volume in explain_maps(clip.vid_name).items():
+        np.testing.assert_array_equal(clip.maps[name], volume.astype(np.float32))
+    cams = results / "eval" / "rrr_ogl" / "T16" / "cams.h5"
+    mask = figures.eval_clip_mask(cams, clip.vid_name, clip.shape)
+    expected = np.zeros((4, 8, 8), bool)
+    expected[:, 2:6, 2:6] = True
+    np.testing.assert_array_equal(mask, expected)
+    assert figures.eval_clip_mask(cams, clip.vid_name, (4, 16, 16)) is None  # other geometry
+    assert figures.eval_clip_mask(cams, "clip_b", clip.shape) is None  # not in cams.h5
+    # Scalings: min-max over the clip, and signed maps by their largest magnitude.
+    volume = clip.maps["occlusion"]
+    scaled = figures.minmax_clip(volume)
+    assert scaled.min() == 0 and scaled.max() == 1
+    np.testing.assert_allclose(scaled, (volume - volume.min()) / (volume.max() - volume.min()))
+    np.testing.assert_allclose(figures.signed_clip(volume), volume / np.abs(volume).max())
+    assert figures.map_order(sorted(clip.maps)) == list(EXPLAIN_ROWS)
+
+
+def test_mask_gallery_draws_flow_with_the_shared_visualiser(results: Path, monkeypatch):
+    drawn: list[np.ndarray] = []
+
+    def recording(flow: np.ndarray) -> np.ndarray:
+        drawn.append(flow)
+        return flow_to_color(flow)
+
+    monkeypatch.setattr(figures, "flow_to_color", recording)
+    report = build_report(results, results / "report", {"gallery_renderer": "report"})
+    assert "gallery_v0" in report.figures_written
+    # 4 frames of 4 -> gaps 0..3, the last clamped to the shard's last gap (3 gaps).
+    expected = fixture_flow()[[0, 1, 2, 2]]
+    assert len(drawn) == 4
+    for got, want in zip(drawn, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not hasattr(figures, "flow_to_rgb")  # one flow visualiser in the project
+
+
+def test_candidate_colours_and_relative_video_paths(tmp_path: Path):
+    labels = np.array([[0, 1, 2], [10, 11, 0]])
+    rgb = figures.label_colors(labels)
+    tab10 = np.array(figures.plt.get_cmap("tab10").colors)
+    np.testing.assert_array_equal(rgb[0, 0], [0, 0, 0])  # no candidate: black
+    np.testing.assert_allclose(rgb[0, 1], tab10[0])  # id 1 = best candidate
+    np.testing.assert_allclose(rgb[1, 0], tab10[9])
+    np.testing.assert_allclose(rgb[1, 1], tab10[0])  # ids past 10 wrap
+    video = tmp_path / "work" / "results" / "synthdive" / "rgb" / "v.mp4"
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"")
+    results = tmp_path / "work" / "results"
+    assert figures.video_path(results, "results/synthdive/rgb/v.mp4") == video
+    assert figures.video_path(results, "elsewhere/v.mp4") == Path("elsewhere/v.mp4")

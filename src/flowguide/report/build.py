@@ -33,7 +33,25 @@ REPORT_DEFAULTS: dict[str, Any] = {
     # Figure 4.2 renderer: "inspect" runs `flowguide inspect` (the one gallery renderer) and
     # falls back to the report's own, saying so; "report" uses the report's own directly.
     "gallery_renderer": "inspect",
+    # Post-hoc explanations: metrics compared across runs in one table each (when > 1 run);
+    # the galleries show cam_frames frames of each run's first explained clip.
+    "explain_compare": ["topk_iou", "deletion_auc", "insertion_auc"],
 }
+
+EXPLAIN_TEXT = (
+    "Each explainer's map and its selective version (002: relevance kept only where it changes "
+    "sharply over time, |temporal Sobel| > n_std standard deviations), scored against the diver "
+    "masks of the evaluation clips; means over clips. Cost: model forward/backward passes and "
+    "seconds per map. deletion_auc: the class score as the most relevant voxels are removed "
+    "(lower = more faithful); insertion_auc: as they are put back (higher = more faithful); "
+    "pointing: share of clips whose map maximum lies in the mask; topk_iou/dice: the top share "
+    "of voxels (top_k, 10% by default) against the mask; loc_box_iou/loc_hit: SWAG-V's weak "
+    "localisation (box of the thresholded map against the mask's box, hit when IoU > 0.5); "
+    "motion_precision: share of positive-relevance voxels that move (002); entropy: 001's "
+    "per-frame histogram entropy in bits; selectivity_*: of the base map's positive voxels, the "
+    "share the selective map keeps or removes, and the share of positive relevance kept. "
+    "'-' = not computed for that map."
+)
 
 
 @dataclass
@@ -173,6 +191,73 @@ class ReportBuilder:
         if shown == 0:
             section.missing.append("no cams.h5 with saved maps under results/eval/*/T*/")
 
+    def explain_section(self) -> Section:
+        section = Section("Post-hoc explanations (papers 002-004)")
+        folders = sorted(  # the thesis' method order, as the other tables
+            collect.explain_dirs(self.results),
+            key=lambda item: (tables.method_sort_key(item[0]), item[1]),
+        )
+        summary = self.table(
+            "explain_summary", tables.explain_summary_table(collect.load_explain(self.results))
+        )
+        if not folders:
+            section.missing.append(
+                "no explain output: results/explain/{run}/T{T}/summary.csv and maps.h5 "
+                "(the explain rule, config explain section)"
+            )
+            return section
+        section.text.append(EXPLAIN_TEXT)
+        for metric in self.options["explain_compare"] if len(folders) > 1 else []:
+            wide = self.table(f"explain_{metric}", tables.explain_compare_table(summary, metric))
+            if len(wide):
+                section.tables.append((f"{metric} by explainer and run", wide))
+        for run, t, folder in folders:
+            table = tables.explain_run_table(summary, run, t)
+            if table.empty:
+                section.missing.append(
+                    f"{folder.relative_to(self.results)}/summary.csv has no rows "
+                    "(no clip explained: see its failures.csv)"
+                )
+                continue
+            section.tables.append((f"{run} T={t}: explainer by metric (means over clips)", table))
+            self.explain_gallery(summary, run, t, folder, section)
+        return section
+
+    def explain_gallery(
+        self, summary: pd.DataFrame, run: str, t: int, folder: Path, section: Section
+    ) -> None:
+        maps = folder / "maps.h5"
+        clip = figures.first_explained_clip(maps) if maps.exists() else None
+        if clip is None:
+            where = maps.relative_to(self.results)
+            problem = "holds no map" if maps.exists() else "absent"
+            section.missing.append(f"gallery {run} T={t}: {where} {problem}")
+            return
+        cams = self.results / "eval" / run / f"T{t}" / "cams.h5"
+        mask = figures.eval_clip_mask(cams, clip.vid_name, clip.shape)
+        name = f"explain_{run}_T{t}"
+        order = summary[(summary["run"] == run) & (summary["T"] == t)]["explainer"].tolist()
+        path = figures.explain_gallery(
+            clip, self.fig_path(name), self.options["cam_frames"], f"{run} T={t}", mask, order
+        )
+        where = cams.relative_to(self.results)
+        overlay = (
+            f"outline: the diver mask of the same clip from {where} (evaluation and explain "
+            "take the same frames and crop)"
+            if mask is not None
+            else f"maps only, no mask outline: {where} "
+            + ("holds no mask of this clip at the maps' geometry" if cams.exists() else "absent")
+        )
+        section.images.append(
+            (
+                f"{run} T={t}: post-hoc maps of {clip.vid_name} (first clip of maps.h5) on the "
+                "model's input frames after the evaluation crop; a map without negative values "
+                "min-max scaled over the clip, a signed one divided by its largest magnitude; "
+                f"{overlay}",
+                self.figure(name, path),
+            )
+        )
+
     def sweep_section(self, runs: pd.DataFrame) -> Section:
         section = Section("Hyperparameter sweeps (Figure 5.2, Table 5.2)")
         sweeps = self.table("sweeps", tables.sweeps_table(runs))
@@ -294,6 +379,7 @@ class ReportBuilder:
             self.complexity_section(runs),
             self.cost_section(runs),
             self.maps_section(runs),
+            self.explain_section(),
             self.sweep_section(runs),
             self.cue_section(runs),
             self.mask_section(),

@@ -160,3 +160,38 @@ def load_failures(results: str | Path) -> pd.DataFrame:
 def load_manifest(results: str | Path) -> pd.DataFrame:
     path = Path(results, "manifest.csv")
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def explain_dirs(results: str | Path) -> list[tuple[str, int, Path]]:
+    """(run, T, folder) of every results/explain/{run}/T{T}/ holding a summary.csv, sorted."""
+    found = []
+    for summary in Path(results, "explain").glob("*/T*/summary.csv"):
+        folder = summary.parent
+        if folder.name[1:].isdigit():
+            found.append((folder.parent.name, int(folder.name[1:]), folder))
+    return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def read_explain_summary(path: Path) -> pd.DataFrame:
+    """One explain summary.csv (one row per map); empty when every clip failed (no rows)."""
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    if len(table) and "explainer" not in table:
+        raise FlowguideError(f"{path}: explain summary lacks the column 'explainer'")
+    return table
+
+
+def load_explain(results: str | Path) -> pd.DataFrame:
+    """Every explain summary.csv as one long table: run, T, then the summary's own columns
+    (explainer, base, selective, cost, metric means over clips, n_clips) and the folder."""
+    frames = []
+    for run, t, folder in explain_dirs(results):
+        table = read_explain_summary(folder / "summary.csv")
+        if len(table):
+            frames.append(table.assign(run=run, T=t, path=str(folder)))
+    if not frames:
+        return pd.DataFrame(columns=["run", "T", "explainer", "path"])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["run", "T", *[c for c in table if c not in ("run", "T")]]]

@@ -185,3 +185,67 @@ def _sort_methods(table: pd.DataFrame) -> pd.DataFrame:
         .drop(columns="_order")
         .reset_index(drop=True)
     )
+
+
+# The explain stage's summary columns, in reading order: cost, then the metrics (papers 002-004).
+EXPLAIN_COST = ["n_clips", "forward_passes", "backward_passes", "seconds"]
+EXPLAIN_METRICS = [
+    "deletion_auc",
+    "insertion_auc",
+    "pointing",
+    "topk_iou",
+    "topk_dice",
+    "loc_box_iou",
+    "loc_hit",
+    "motion_precision",
+    "entropy",
+    "selectivity_kept_fraction",
+    "selectivity_removed_fraction",
+    "selectivity_relevance_fraction",
+]
+# Summary columns that are not a property of the explainer: the mean target class id, the
+# folder, and the forward passes the metrics themselves cost (the same for every map).
+EXPLAIN_DROPPED = ["target", "path", "metric_forward_passes"]
+
+
+def explain_summary_table(explain: pd.DataFrame) -> pd.DataFrame:
+    """Every (run, T, explainer): cost and metric means over clips (tables/explain_summary.csv).
+
+    Runs in method order then T; explainers in the explain stage's order (each explainer, then
+    its selective version)."""
+    if explain.empty:
+        return pd.DataFrame(columns=["run", "T", "explainer", *EXPLAIN_COST, *EXPLAIN_METRICS])
+    known = ["run", "T", "explainer", "base", "selective", *EXPLAIN_COST, *EXPLAIN_METRICS]
+    others = [c for c in explain if c not in known and c not in EXPLAIN_DROPPED]
+    table = explain[[c for c in [*known, *others] if c in explain]]
+    order = table["run"].map(lambda r: method_sort_key(r)[0])
+    return (
+        table.assign(_order=order, _row=range(len(table)))
+        .sort_values(["_order", "run", "T", "_row"])
+        .drop(columns=["_order", "_row"])
+        .reset_index(drop=True)
+    )
+
+
+def explain_run_table(summary: pd.DataFrame, run: str, t: int) -> pd.DataFrame:
+    """One run's explainer-by-metric table: rows explainer, columns cost then metrics; columns
+    that no map of this run has (e.g. selectivity of a run without selective maps) left out."""
+    part = summary[(summary["run"] == run) & (summary["T"] == t)]
+    columns = [c for c in [*EXPLAIN_COST, *EXPLAIN_METRICS] if c in part]
+    part = part[["explainer", *columns]].dropna(axis=1, how="all")
+    return part.reset_index(drop=True)
+
+
+def explain_compare_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric across runs: rows explainer (first run's order), columns '{run} T={T}'."""
+    if summary.empty or metric not in summary:
+        return pd.DataFrame(columns=["explainer"])
+    runs = summary[["run", "T"]].drop_duplicates()
+    labels = [f"{r} T={t}" for r, t in zip(runs["run"], runs["T"], strict=True)]
+    wide = summary.assign(_column=summary["run"] + " T=" + summary["T"].astype(str)).pivot_table(
+        index="explainer", columns="_column", values=metric, aggfunc="first", dropna=False
+    )
+    explainers = list(dict.fromkeys(summary["explainer"]))
+    wide = wide.reindex(index=explainers, columns=labels)
+    wide.columns.name = None
+    return wide.reset_index()
