@@ -46,3 +46,12 @@ def test_bad_or_unavailable_device_is_an_error() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(FlowguideError, match="CUDA is not available"):
             resolve_device("cuda:1")
+
+
+def test_visible_devices_follow_the_jobs_own_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowguide.utils.device import visible_devices_env
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_devices_env([1, 3]) == "1,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # e.g. what SLURM gave the job
+    assert visible_devices_env([0, 2]) == "4,6"

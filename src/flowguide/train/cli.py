@@ -83,5 +83,14 @@ def _relaunch(args: argparse.Namespace, n: int) -> int:
     ]  # fmt: skip
     if args.masks_dir is not None:
         argv += ["--masks-dir", str(args.masks_dir)]
+    env = dict(os.environ)
+    if args.device != "cpu" and not args.nproc:
+        import torch
+
+        if torch.cuda.is_available():
+            from flowguide.utils.device import claim_gpus, visible_devices_env
+
+            # One machine, several GPU jobs: this job's workers see only the GPUs it claimed.
+            env["CUDA_VISIBLE_DEVICES"] = visible_devices_env(claim_gpus(n))
     # torchrun sets OMP_NUM_THREADS=1 per process unless the job set it.
-    return subprocess.run(argv, check=False).returncode
+    return subprocess.run(argv, check=False, env=env).returncode

@@ -67,3 +67,28 @@ def resolve_device(name: str = "auto", claim: bool = True):
             f"(locks in {lock_dir()}); run with --resources gpu=N to cap concurrent GPU jobs"
         )
     return torch.device("cuda", index)
+
+
+def claim_gpus(count: int) -> list[int]:
+    """``count`` GPUs (indices among the visible ones) for a multi-process job on one machine;
+    the locks are held by this process, which outlives its workers."""
+    import torch
+
+    visible = torch.cuda.device_count()
+    claimed: list[int] = []
+    while len(claimed) < count:
+        index = claim_gpu(visible)
+        if index is None:
+            raise FlowguideError(
+                f"needed {count} free GPUs, found {len(claimed)} of {visible} "
+                f"(locks in {lock_dir()}); run with --resources gpu=N to cap GPU jobs"
+            )
+        claimed.append(index)
+    return claimed
+
+
+def visible_devices_env(indices: list[int]) -> str:
+    """CUDA_VISIBLE_DEVICES for the claimed indices, relative to what this process sees."""
+    current = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = current.split(",") if current else [str(i) for i in range(max(indices) + 1)]
+    return ",".join(ids[i] for i in indices)
