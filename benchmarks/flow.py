@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from flowguide.flow.backends import OpenCVBackend, RaftBackend, raft_builder, resolve_device
+from flowguide.flow.backends import OpenCVBackend, RaftBackend, raft_builder
+from flowguide.utils.device import resolve_device
 from flowguide.utils.video import scaled_size
 
 BACKENDS = ["dis", "farneback", "raft_small", "raft_large"]
@@ -84,7 +85,7 @@ def describe_device(device: str) -> str:
 
 def main() -> None:
     args = parse_args()
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     height, width = scaled_size(3 * args.size, 4 * args.size, args.size)
     frames = panning_clip(args.frames, height, width)
     print(f"device: {describe_device(device)} (OpenCV backends always run on the CPU)")

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-short-side", type=int, default=48, help="flow processing size")
     p.add_argument("--T", type=int, default=8)
     p.add_argument("--crop", type=int, default=80)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=9)
     p.add_argument("--batch", type=int, default=4, help="loader batch size B_l")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))

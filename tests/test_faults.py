@@ -430,7 +430,7 @@ def test_killed_flow_job_leaves_no_target_and_the_rerun_cleans_up(tmp_path: Path
 
 
 TRAIN = {
-    "epochs": 3, "batch_size": 2, "loader_batch_size": 2, "num_workers": 0, "lr": 0.05,
+    "epochs": 4, "batch_size": 2, "loader_batch_size": 2, "num_workers": 0, "lr": 0.05,
     "warmup": {"start_lr": 0.01, "batches": 1}, "tensorboard": False,
     "model": {"depth": 18, "stem_width": 8, "kinetics": False},
     "transform": {"short_side_min": 32, "short_side_max": 40, "crop": 32, "eval_short_side": 32,
@@ -451,15 +451,23 @@ def test_training_killed_at_a_random_point_resumes_to_the_same_weights(small_set
     straight = tmp_path / "straight"
     killed = tmp_path / "killed"
     proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    delay = float(np.random.default_rng().uniform(0.0, 0.5))  # a random point after epoch 1
+    # A random point: somewhere in epoch k + 1, after epoch k's checkpoint (k in 1..epochs-2, so
+    # at least one whole epoch is left and the kill never lands after the final checkpoint).
+    k = int(np.random.default_rng().integers(1, TRAIN["epochs"] - 1))
     state = killed / "last.pt"
-    assert kill_when(proc, state.exists, delay=delay), f"training ended before the kill ({delay=})"
+
+    def reached_epoch_k() -> bool:
+        # last.pt appears by an atomic rename, so reading it while training goes on is safe.
+        return state.exists() and load_weights(state, "epoch state")["epoch"] >= k
+
+    assert kill_when(proc, reached_epoch_k), f"training ended before the kill ({k=})"
     assert not (killed / "checkpoint.pt").exists()
+    delay = k  # reported by the assertions below
     subprocess.run(command(killed), check=True, capture_output=True)
     subprocess.run(command(straight), check=True, capture_output=True)
     a = load_weights(straight / "checkpoint.pt", "straight run")
     b = load_weights(killed / "checkpoint.pt", "resumed run")
-    assert a["epoch"] == b["epoch"] == 3
+    assert a["epoch"] == b["epoch"] == TRAIN["epochs"]
     assert a["model"].keys() == b["model"].keys()
     for key, value in a["model"].items():
         assert torch.allclose(value.float(), b["model"][key].float(), atol=1e-6), (key, delay)

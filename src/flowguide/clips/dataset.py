@@ -28,7 +28,7 @@ from flowguide.clips.transforms import (
     masks_to_tensor,
 )
 from flowguide.utils.h5 import read_shard
-from flowguide.utils.masks import MASK_DATASET, read_video_masks
+from flowguide.utils.masks import MASK_DATASET, MaskShardReader
 from flowguide.utils.video import read_frames
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class ClipDataset(Dataset):
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None
         self.seed = seed
         self.epoch = 0
+        self.mask_reader = MaskShardReader()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -114,8 +115,8 @@ class ClipDataset(Dataset):
         if self.masks_dir is None:
             return video, None
         shard = mask_shard_path(self.masks_dir, row["shard"])
-        masks = read_video_masks(shard, row["vid_name"], indices)
-        return video, masks_to_tensor(masks, tuple(video.shape[-2:]))
+        masks = self.mask_reader.read(shard, row["vid_name"], indices)
+        return video, masks_to_tensor(masks)  # resampled once, by the first geometric step
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         seeds = sample_seed(self.seed, self.epoch, index)

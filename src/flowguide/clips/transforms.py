@@ -69,11 +69,12 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def masks_to_tensor(masks: np.ndarray, frame_size: tuple[int, int]) -> torch.Tensor:
-    """(T, h, w) bool at the flow processing size -> (T, 1, H, W) uint8 {0, 1} at the frame size
-    (uint8: a quarter of float's memory; nearest resampling and the affine ops keep the dtype)."""
+def masks_to_tensor(masks: np.ndarray, frame_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(T, h, w) bool at the flow processing size -> (T, 1, H, W) uint8 {0, 1} at ``frame_size``
+    (None: kept at its size; the first short-side scale resamples it, once).
+    uint8: a quarter of float's memory; nearest resampling and the affine ops keep the dtype."""
     mask = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.uint8)).unsqueeze(1)
-    if tuple(mask.shape[-2:]) != tuple(frame_size):
+    if frame_size is not None and tuple(mask.shape[-2:]) != tuple(frame_size):
         mask = F.interpolate(mask, size=frame_size, mode="nearest-exact")
     return mask
 
@@ -92,10 +93,10 @@ def short_side_scale(
     video: torch.Tensor, mask: torch.Tensor | None, size: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     new_size = short_side_size(video.shape[-2], video.shape[-1], size)
-    if new_size == tuple(video.shape[-2:]):
-        return video, mask
-    video = F.interpolate(video, size=new_size, mode="bilinear", align_corners=False)
-    if mask is not None:
+    if new_size != tuple(video.shape[-2:]):
+        video = F.interpolate(video, size=new_size, mode="bilinear", align_corners=False)
+    # The mask may still be at the flow processing size: one nearest resampling to the target.
+    if mask is not None and tuple(mask.shape[-2:]) != new_size:
         mask = F.interpolate(mask, size=new_size, mode="nearest-exact")
     return video, mask
 

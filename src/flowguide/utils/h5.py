@@ -116,25 +116,38 @@ def write_masks(
     return write_frames_dataset(group, name, pack_masks(masks), {**describe, **(attrs or {})})
 
 
+def mask_frame_shape(dset: h5py.Dataset) -> tuple[int, int]:
+    """The (H, W) a bit-packed mask dataset decodes to (checks that it is one)."""
+    if dset.attrs.get("encoding") != MASK_ENCODING:
+        raise ShardError(f"{dset.file.filename}:{dset.name}: not a {MASK_ENCODING} mask dataset")
+    height, width = (int(v) for v in dset.attrs["frame_shape"])
+    return height, width
+
+
+def read_mask_rows(
+    dset: h5py.Dataset,
+    frame_shape: tuple[int, int],
+    indices: np.ndarray | list[int] | None = None,
+) -> np.ndarray:
+    """Decode frames ``indices`` (all when None; repeats allowed) of a bit-packed mask dataset.
+
+    One contiguous read from the first to the last wanted frame: HDF5 point selections cost
+    more than the few packed bytes in between."""
+    n = dset.shape[0]
+    if indices is None:
+        return unpack_masks(dset[()], frame_shape)
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0:
+        return np.zeros((0, *frame_shape), dtype=bool)
+    if idx.min() < 0 or idx.max() >= n:
+        raise ShardError(f"{dset.file.filename}:{dset.name}: frame index out of range 0..{n - 1}")
+    first = int(idx.min())
+    packed = dset[first : int(idx.max()) + 1]
+    return unpack_masks(packed[idx - first], frame_shape)
+
+
 def read_mask_dataset(
     dset: h5py.Dataset, indices: np.ndarray | list[int] | None = None
 ) -> np.ndarray:
-    """Decode bit-packed masks at frame ``indices`` (all when None), reading only those frames."""
-    if dset.attrs.get("encoding") != MASK_ENCODING:
-        raise ShardError(f"{dset.file.filename}:{dset.name}: not a {MASK_ENCODING} mask dataset")
-    frame_shape = tuple(int(v) for v in dset.attrs["frame_shape"])
-    n = dset.shape[0]
-    if indices is None:
-        packed = dset[()]
-    else:
-        idx = np.asarray(indices, dtype=np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ShardError(
-                f"{dset.file.filename}:{dset.name}: frame index out of range 0..{n - 1}"
-            )
-        # h5py fancy indexing needs increasing unique indices; map back afterwards.
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        packed = (
-            dset[uniq.tolist()][inverse] if idx.size else np.zeros((0, dset.shape[1]), np.uint8)
-        )
-    return unpack_masks(packed, frame_shape)
+    """Decode bit-packed masks at frame ``indices`` (all when None), reading only that range."""
+    return read_mask_rows(dset, mask_frame_shape(dset), indices)
