@@ -349,7 +349,6 @@ def test_explain_and_score_rows(planted):
     assert summary[0]["deletion_auc"] == pytest.approx(loco["deletion_auc"])
 
 
-@pytest.mark.slow
 def test_explain_stage_end_to_end(tmp_path):
     """The stage on a written video, mask shard and tiny checkpoint: one row per map, maps.h5."""
     import h5py
@@ -362,7 +361,7 @@ def test_explain_stage_end_to_end(tmp_path):
 
     frames = (np.random.default_rng(0).random((10, 40, 48, 3)) * 255).astype(np.uint8)
     write_video(tmp_path / "v.mp4", frames, 25, 4)
-    masks = np.zeros((10, 40, 48), bool)
+    masks = np.zeros((9, 40, 48), bool)  # the clip's frames 1..9 (mask index 0 = start_frame)
     masks[:, 10:30, 15:35] = True
     (tmp_path / "masks").mkdir()
     with write_shard(tmp_path / "masks" / "s0.h5") as fh:
@@ -388,6 +387,8 @@ def test_explain_stage_end_to_end(tmp_path):
         "model": build_slowfast(spec).state_dict(),
         "alpha": 4,
         "T": 8,
+        "num_classes": 3,
+        "method": "vanilla",
         "transform": {
             "eval_short_side": 32,
             "eval_crop": 32,
