@@ -13,53 +13,23 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from functools import partial
 
 import cv2
 import numpy as np
 import torch
 
 from flowguide.segment.motion import MotionParams, segment_frame_motion
-from flowguide.segment.sam import SamParams, SamSegmenter, expected_decoder_calls
+from flowguide.segment.sam import (
+    SamParams,
+    SamSegmenter,
+    build_tiny_sam,
+    expected_decoder_calls,
+)
 from flowguide.utils.flowviz import flow_to_color
 
 
 def tiny_sam(img_size: int) -> torch.nn.Module:
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
-    dim, patch = 32, 8
-    return Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=img_size,
-            patch_size=patch,
-            embed_dim=dim,
-            depth=1,
-            num_heads=2,
-            mlp_ratio=2,
-            out_chans=dim,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            window_size=0,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=dim,
-            image_embedding_size=(img_size // patch,) * 2,
-            input_image_size=(img_size, img_size),
-            mask_in_chans=4,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer_dim=dim,
-            iou_head_hidden_dim=32,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
-        ),
-    ).eval()
+    return build_tiny_sam(img_size)
 
 
 def synthetic_flows(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 
 import cv2
 import h5py
@@ -18,6 +17,7 @@ from flowguide.segment.sam import (
     SamParams,
     SamSegmenter,
     build_sam_model,
+    build_tiny_sam,
     expected_decoder_calls,
     load_flowsam_decoder,
     load_state,
@@ -222,44 +222,7 @@ def test_nan_median_equals_numpy_nanmedian():
 
 
 def tiny_sam(seed=0, img_size=64, dim=32):
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
-    torch.manual_seed(seed)
-    patch = 8
-    encoder = ImageEncoderViT(
-        img_size=img_size,
-        patch_size=patch,
-        embed_dim=dim,
-        depth=1,
-        num_heads=2,
-        mlp_ratio=2,
-        out_chans=dim,
-        qkv_bias=True,
-        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-        use_rel_pos=False,
-        window_size=0,
-        global_attn_indexes=(),
-    )
-    prompt = PromptEncoder(
-        embed_dim=dim,
-        image_embedding_size=(img_size // patch,) * 2,
-        input_image_size=(img_size, img_size),
-        mask_in_chans=4,
-    )
-    decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer_dim=dim,
-        iou_head_depth=2,
-        iou_head_hidden_dim=32,
-        transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
-    )
-    return Sam(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=decoder).eval()
+    return build_tiny_sam(img_size, dim, seed)
 
 
 def test_sam_backend_end_to_end_keeps_ranking_and_decodes_every_prompt(tmp_path, monkeypatch):

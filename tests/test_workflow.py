@@ -186,3 +186,14 @@ def test_slurm_profile_submits_training_with_its_gpus(
     for rule, res in jobs:
         if rule in ("report",):
             assert "gpu=" not in res and "gres=gpu" not in res
+
+
+def test_snakemakes_own_report_embeds_the_pipeline_report(workflow_dir: Path) -> None:
+    import zipfile
+
+    snakemake(workflow_dir, "--report", "snakemake-report.zip")
+    with zipfile.ZipFile(workflow_dir / "snakemake-report.zip") as archive:
+        names = archive.namelist()
+    assert any(name.endswith("report.html") for name in names)
+    assert any(name.endswith("index.html") for name in names)  # flowguide's page, embedded
+    assert any(name.endswith("metrics.json") for name in names)

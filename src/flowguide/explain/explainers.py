@@ -95,7 +95,7 @@ def lime_3d(
     started = time.perf_counter()
     torch.manual_seed(int(options["seed"]))
     counter = CountingModel(model_fn, options["output"])
-    feature_mask, n_features = _segment_feature_mask(clip, options)
+    feature_mask, _ = _segment_feature_mask(clip, options)
     width = float(options["kernel_width"])
 
     def similarity(_orig: Tensor, _pert: Tensor, interp: Tensor, **_: Any) -> Tensor:
@@ -108,7 +108,21 @@ def lime_3d(
         interpretable_model=WeightedLinearSurrogate(options["alpha"]),
         similarity_func=similarity,
     )
-    coefs = lime.attribute(
+    return _surrogate_explanation(lime, counter, clip, target, options, feature_mask, started)
+
+
+def _surrogate_explanation(
+    method: Any,
+    counter: CountingModel,
+    clip: Tensor,
+    target: int,
+    options: dict[str, Any],
+    feature_mask: Tensor,
+    started: float,
+) -> ExplanationResult:
+    """Run a captum surrogate method (Lime, KernelShap) over segments, black fill, in batches;
+    each segment's coefficient becomes its voxels' relevance."""
+    coefs = method.attribute(
         clip[None],
         target=target,
         baselines=black_fill(clip, options)[None],
@@ -118,6 +132,7 @@ def lime_3d(
         return_input_shape=False,
     )
     relevance = segments_to_map(coefs.reshape(-1), feature_mask[0, 0])
+    n_features = int(feature_mask.max()) + 1
     return finish(relevance, counter, started, n_features=n_features)
 
 
@@ -130,20 +145,10 @@ def kernel_shap_3d(
     started = time.perf_counter()
     torch.manual_seed(int(options["seed"]))
     counter = CountingModel(model_fn, options["output"])
-    feature_mask, n_features = _segment_feature_mask(clip, options)
+    feature_mask, _ = _segment_feature_mask(clip, options)
     shap = KernelShap(counter)
     shap.interpretable_model = WeightedLinearSurrogate(0.0)
-    coefs = shap.attribute(
-        clip[None],
-        target=target,
-        baselines=black_fill(clip, options)[None],
-        feature_mask=feature_mask,
-        n_samples=int(options["n_samples"]),
-        perturbations_per_eval=int(options["batch_size"]),
-        return_input_shape=False,
-    )
-    relevance = segments_to_map(coefs.reshape(-1), feature_mask[0, 0])
-    return finish(relevance, counter, started, n_features=n_features)
+    return _surrogate_explanation(shap, counter, clip, target, options, feature_mask, started)
 
 
 def occlusion_windows(

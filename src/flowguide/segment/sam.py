@@ -65,6 +65,52 @@ def build_sam_model(params: SamParams) -> torch.nn.Module:
     return sam.eval()
 
 
+def build_tiny_sam(img_size: int = 64, dim: int = 32, seed: int = 0) -> torch.nn.Module:
+    """A tiny random-weight SAM built from segment-anything's own modules (one ViT block, one
+    two-way transformer layer): the real backend's code path at CPU speed, for tests and CPU
+    benchmarks. Random weights time like trained ones; their masks mean nothing."""
+    from functools import partial
+
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    torch.manual_seed(seed)
+    patch = 8
+    encoder = ImageEncoderViT(
+        img_size=img_size,
+        patch_size=patch,
+        embed_dim=dim,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=2,
+        out_chans=dim,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=False,
+        window_size=0,
+        global_attn_indexes=(),
+    )
+    prompt = PromptEncoder(
+        embed_dim=dim,
+        image_embedding_size=(img_size // patch,) * 2,
+        input_image_size=(img_size, img_size),
+        mask_in_chans=4,
+    )
+    decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer_dim=dim,
+        iou_head_depth=2,
+        iou_head_hidden_dim=32,
+        transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
+    )
+    return Sam(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=decoder).eval()
+
+
 def load_state(module: torch.nn.Module, state: Any, path: str | os.PathLike) -> None:
     if not isinstance(state, dict):
         raise FlowguideError(f"{path}: expected a state dict, found {type(state).__name__}")
