@@ -25,8 +25,9 @@ $(VENV_DIR)/.complete:
 	$(VENV_DIR)/bin/pip install --quiet -e ".[test]"
 	touch $@
 
+# The rules run `python -m flowguide`: the environment's python must come first on PATH.
 demo: env
-	$(VENV)/bin/snakemake --cores $(CORES)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES)
 
 test: env
 	$(VENV)/bin/pytest -q

@@ -197,3 +197,20 @@ def test_snakemakes_own_report_embeds_the_pipeline_report(workflow_dir: Path) ->
     assert any(name.endswith("report.html") for name in names)
     assert any(name.endswith("index.html") for name in names)  # flowguide's page, embedded
     assert any(name.endswith("metrics.json") for name in names)
+
+
+def test_sweeps_add_runs_with_their_values_and_rerun_nothing_else(
+    workflow_dir: Path, tmp_path: Path
+) -> None:
+    workdir = scratch_copy(workflow_dir, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["train"]["sweeps"] = [{"method": "rrr_ogl", "param": "lambda", "values": [0.1, 1]}]
+    write_config(workdir, config)
+    output = snakemake(workdir, "-n", "-p")
+    ran = jobs_run(output)
+    assert ran == {"train": 2, "evaluate": 2, "report": 1}, ran  # existing runs untouched
+    commands = re.findall(r"python -m flowguide train .*", output)
+    lambdas = sorted(float(re.search(r'"lambda": ([0-9.]+)', c)[1]) for c in commands)
+    assert lambdas == [0.1, 1.0]
+    assert all("--method rrr_ogl" in c for c in commands)
+    assert "results/train/rrr_ogl-lambda0.1/T4" in output
