@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flowguide.segment.labels import LABEL_VALUES, PAINTING_ORDER, paint_label_map
+from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FailureLog
 from flowguide.utils.h5 import write_frames_dataset, write_shard
 
@@ -28,14 +29,6 @@ FrameSegmenter = Callable[
 VideoSegmenter = Callable[
     [np.ndarray, np.ndarray, int, np.ndarray | None], list[tuple[np.ndarray, np.ndarray]]
 ]
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def motion_segmenter(options: dict[str, Any]) -> tuple[VideoSegmenter, bool, dict[str, Any]]:
@@ -149,7 +142,7 @@ def run_segment(
     if backend == "motion":
         segment, needs_rgb, params = motion_segmenter(options)
     else:
-        frame_segment, needs_rgb, params = sam_segmenter(options, resolve_device(device), sam)
+        frame_segment, needs_rgb, params = sam_segmenter(options, str(resolve_device(device)), sam)
         segment = per_frame(frame_segment)
     rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:

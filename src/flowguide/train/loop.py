@@ -77,6 +77,7 @@ from flowguide.modeling.abn import ObjectABN
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
 from flowguide.train.methods import Method, TrainContext, create_method
 from flowguide.utils.atomic import atomic_path, atomic_write_text
+from flowguide.utils.checkpoints import load_weights
 from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FlowguideError
 from flowguide.utils.manifest import read_manifest
@@ -286,10 +287,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign files raise several types
-        raise FlowguideError(f"{path}: cannot load training checkpoint: {exc}") from exc
+    state = load_weights(path, "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise FlowguideError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     return state
