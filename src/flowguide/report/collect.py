@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from flowguide.utils.failures import FAILURE_COLUMNS, FlowguideError
 from flowguide.utils.h5 import read_mask_dataset, read_shard
+from flowguide.utils.manifest import read_manifest
 
 log = logging.getLogger("flowguide")
 
@@ -159,7 +160,7 @@ def load_failures(results: str | Path) -> pd.DataFrame:
 
 def load_manifest(results: str | Path) -> pd.DataFrame:
     path = Path(results, "manifest.csv")
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+    return read_manifest(path) if path.exists() else pd.DataFrame()
 
 
 def explain_dirs(results: str | Path) -> list[tuple[str, int, Path]]:
