@@ -28,7 +28,7 @@ from flowguide.evaluate.metrics import (
 from flowguide.evaluate.stage import evaluate_run, slowfast_cam_fn
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, forward_clip
 from flowguide.utils.failures import FlowguideError
-from flowguide.utils.h5 import read_mask_dataset
+from flowguide.utils.h5 import read_mask_dataset, video_group, video_names
 from flowguide.utils.runs import parse_run_name, run_name
 
 # 6 clips, 3 classes: labels and the (one-hot-ish) predictions below.
@@ -224,9 +224,10 @@ def test_evaluate_loop_scores_and_writes_outputs(tmp_path):
     np.testing.assert_array_equal(confusion.to_numpy(), [[2, 1, 0], [0, 2, 0], [1, 0, 0]])
     assert len(pd.read_csv(tmp_path / "cam_overlap.csv")) == 12
     with h5py.File(tmp_path / "cams.h5") as fh:
-        assert sorted(fh) == ["v0", "v1"]
-        np.testing.assert_array_equal(read_mask_dataset(fh["v0/mask"]), masks[0].numpy())
-        np.testing.assert_allclose(fh["v0/fast"][()], masks[0].numpy().astype(np.float16))
+        assert video_names(fh) == ["v0", "v1"]
+        v0 = video_group(fh, "v0")
+        np.testing.assert_array_equal(read_mask_dataset(v0["mask"]), masks[0].numpy())
+        np.testing.assert_allclose(v0["fast"][()], masks[0].numpy().astype(np.float16))
 
 
 def test_evaluate_run_with_a_tiny_slowfast(tmp_path):

@@ -356,7 +356,7 @@ def test_explain_stage_end_to_end(tmp_path):
 
     from flowguide.explain.stage import run_explain
     from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast
-    from flowguide.utils.h5 import write_masks, write_shard
+    from flowguide.utils.h5 import create_video_group, write_masks, write_shard
     from flowguide.utils.video import write_video
 
     frames = (np.random.default_rng(0).random((10, 40, 48, 3)) * 255).astype(np.uint8)
@@ -365,7 +365,7 @@ def test_explain_stage_end_to_end(tmp_path):
     masks[:, 10:30, 15:35] = True
     (tmp_path / "masks").mkdir()
     with write_shard(tmp_path / "masks" / "s0.h5") as fh:
-        write_masks(fh.create_group("v"), "mask", masks, {})
+        write_masks(create_video_group(fh, "v"), "mask", masks, {})
     row = dict(
         vid_name="v",
         split="test",
@@ -417,4 +417,4 @@ def test_explain_stage_end_to_end(tmp_path):
     assert list(scores["explainer"]) == ["swag_v", "selective_swag_v", "loco", "selective_loco"]
     assert (scores["metric_forward_passes"] == 16).all() and len(summary) == 4
     with h5py.File(tmp_path / "out" / "maps.h5") as fh:
-        assert fh["v/loco"].shape == (8, 32, 32) and fh["v"].attrs["target"] == 1
+        assert fh["videos/v/loco"].shape == (8, 32, 32) and fh["videos/v"].attrs["target"] == 1

@@ -32,7 +32,14 @@ from flowguide.data.synthdive import generate_dataset, synth_options
 from flowguide.utils.checkpoints import load_weights
 from flowguide.utils.failures import FlowguideError
 from flowguide.utils.flowio import read_flow
-from flowguide.utils.h5 import ShardError, read_shard, unpack_masks, write_masks
+from flowguide.utils.h5 import (
+    ShardError,
+    read_shard,
+    unpack_masks,
+    video_group,
+    video_names,
+    write_masks,
+)
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.masks import read_video_masks
 from flowguide.utils.video import probe_video, write_video
@@ -298,10 +305,11 @@ def shorten_mask(masks_dir: Path, shard: str, vid: str, keep: int) -> Path:
     """Rewrite ``vid``'s masks in a shard with only its first ``keep`` frames."""
     path = masks_dir / f"{shard}.h5"
     with h5py.File(path, "a") as fh:
-        packed = fh[vid]["mask"]
+        group = video_group(fh, vid)
+        packed = group["mask"]
         frames = unpack_masks(packed[:keep], tuple(int(v) for v in packed.attrs["frame_shape"]))
-        del fh[vid]["mask"]
-        write_masks(fh[vid], "mask", frames)
+        del group["mask"]
+        write_masks(group, "mask", frames)
     return path
 
 
@@ -424,7 +432,7 @@ def test_killed_flow_job_leaves_no_target_and_the_rerun_cleans_up(tmp_path: Path
     subprocess.run(cmd, check=True, capture_output=True)
     assert not leftover.exists() and not parts()
     with read_shard(target) as fh:
-        assert sorted(k for k in fh) == [f"v{i}" for i in range(6)]
+        assert video_names(fh) == [f"v{i}" for i in range(6)]
     flow, _ = read_flow(target, "v5")
     assert flow.shape == (24, 2, 2, 120, 160) and np.isfinite(flow).all()
 

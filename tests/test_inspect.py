@@ -7,7 +7,13 @@ from PIL import Image
 
 from flowguide.cli import main
 from flowguide.inspect.render import HEADER_PX, figure_size, label_palette
-from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_masks, write_shard
+from flowguide.utils.h5 import (
+    create_video_group,
+    set_attrs,
+    write_frames_dataset,
+    write_masks,
+    write_shard,
+)
 from flowguide.utils.video import write_video
 
 H, W, T = 24, 32, 5
@@ -30,7 +36,7 @@ def make_results(tmp_path):
         "source_path": str(tmp_path / "v.mp4"),
     }
     with write_shard(tmp_path / "flow" / "train0000.h5", {"stage": "flow"}) as fh:
-        g = fh.create_group("v")
+        g = create_video_group(fh, "v")
         set_attrs(g, attrs)
         write_frames_dataset(g, "flow", flow.astype(np.float16), {})
         write_frames_dataset(g, "used_gap", np.ones((T, 1), np.int16), {})
@@ -38,14 +44,14 @@ def make_results(tmp_path):
     labels[:, 4:12, 10:20] = 1
     labels[:, 14:20, 2:8] = 2
     with write_shard(tmp_path / "candidates" / "train0000.h5", {"stage": "segment"}) as fh:
-        g = fh.create_group("v")
+        g = create_video_group(fh, "v")
         set_attrs(g, attrs)
         write_frames_dataset(g, "labels", labels, {})
         scores = np.full((T, 10), np.nan, np.float32)
         scores[:, :2] = [0.9, 0.5]
         write_frames_dataset(g, "scores", scores, {})
     with write_shard(tmp_path / "masks" / "train0000.h5", {"stage": "select"}) as fh:
-        g = fh.create_group("v")
+        g = create_video_group(fh, "v")
         set_attrs(g, {**attrs, "coverage": float((labels == 1).mean()), "empty_ratio": 0.0})
         write_masks(g, "mask", labels == 1)
     return labels

@@ -15,7 +15,13 @@ from flowguide.report import figures
 from flowguide.report.build import build_report
 from flowguide.utils.failures import write_failures
 from flowguide.utils.flowviz import flow_to_color
-from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_masks, write_shard
+from flowguide.utils.h5 import (
+    create_video_group,
+    set_attrs,
+    write_frames_dataset,
+    write_masks,
+    write_shard,
+)
 from flowguide.utils.video import write_video
 
 # (method, T) -> (top1, gflops, hours per epoch, fast-pathway IoU)
@@ -96,9 +102,9 @@ def results(tmp_path: Path) -> Path:
     masks = np.zeros((4, 8, 8), bool)
     masks[2:, 2:6, 2:6] = True
     with write_shard(res / "masks" / "test0000.h5") as fh:
-        write_masks(fh.create_group("v0"), "mask", masks)
+        write_masks(create_video_group(fh, "v0"), "mask", masks)
     with write_shard(res / "flow" / "test0000.h5") as fh:  # (gaps, 2, H, W), as the flow stage
-        fh.create_group("v0").create_dataset("flow", data=fixture_flow())
+        create_video_group(fh, "v0").create_dataset("flow", data=fixture_flow())
     video = res / "synthdive" / "rgb" / "v0.mp4"
     write_video(video, np.full((4, 16, 16, 3), 128, np.uint8), fps=25, qscale=4)
     pd.DataFrame([{"vid_name": "v0", "split": "test", "label": 0, "path": str(video),
@@ -144,7 +150,7 @@ def write_explain(folder: Path) -> None:
     pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
     with write_shard(folder / "maps.h5", {"checkpoint": "ckpt.pt"}) as fh:
         for label, vid in enumerate(EXPLAIN_VIDEOS):
-            group = fh.create_group(vid)
+            group = create_video_group(fh, vid)
             set_attrs(group, {"label": label, "target": label, "frame_indices": EXPLAIN_FRAMES})
             for name, volume in explain_maps(vid).items():
                 write_frames_dataset(group, name, volume, {"explainer": name})

@@ -26,7 +26,13 @@ from flowguide.segment.stage import run_segment
 from flowguide.select.quality import frame_ious
 from flowguide.utils.checkpoints import MissingWeightsError
 from flowguide.utils.failures import FlowguideError
-from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
+from flowguide.utils.h5 import (
+    create_video_group,
+    set_attrs,
+    video_group,
+    write_frames_dataset,
+    write_shard,
+)
 
 # --- synthetic panning clips ---------------------------------------------------------------
 
@@ -67,7 +73,7 @@ def write_flow_file(path, videos: dict[str, tuple[np.ndarray, np.ndarray]], star
     """A flow shard in the flow stage's layout (read back with flowguide.utils.flowio)."""
     with write_shard(path, {"stage": "flow", "backend": "dis", "gaps": np.array([1])}) as fh:
         for vid, (flow, used) in videos.items():
-            g = fh.create_group(vid)
+            g = create_video_group(fh, vid)
             set_attrs(
                 g,
                 {
@@ -185,9 +191,9 @@ def test_motion_backend_finds_the_moving_object_under_a_panning_camera(tmp_path)
     with h5py.File(tmp_path / "cand.h5") as fh:
         assert fh.attrs["backend"] == "motion"
         assert json.loads(fh.attrs["parameters"])["camera_model"] == "affine"
-        labels = fh["pan_right"]["labels"]
+        labels = video_group(fh, "pan_right")["labels"]
         assert labels.dtype == np.uint8 and labels.chunks == (1, 72, 96)
-        scores = fh["pan_right"]["scores"][()]
+        scores = video_group(fh, "pan_right")["scores"][()]
         assert scores.shape == (8, 10)
         for row in scores:  # ranked best first, NaN only after the last candidate
             k = int(np.isfinite(row).sum())
@@ -259,7 +265,7 @@ def test_sam_backend_end_to_end_keeps_ranking_and_decodes_every_prompt(tmp_path,
     assert [c[2] for c in captured] == [25, 50, 75]  # every prompt decoded exactly once
     assert expected_decoder_calls(5, 7) == 4
     with h5py.File(tmp_path / "c.h5") as fh:
-        labels, scores = fh["v"]["labels"][()], fh["v"]["scores"][()]
+        labels, scores = video_group(fh, "v")["labels"][()], video_group(fh, "v")["scores"][()]
         assert fh.attrs["backend"] == "sam"
     for t, ((masks, raw), _, _) in enumerate(captured):
         order = np.argsort(-raw, kind="stable")[:6]

@@ -8,10 +8,19 @@ import pandas as pd
 import pytest
 
 from flowguide.cli import main
+from flowguide.inspect.load import video_table
 from flowguide.select.quality import OVERALL, mask_quality
 from flowguide.select.rule import center_band, choose_label, select_masks
 from flowguide.select.stage import run_select
-from flowguide.utils.h5 import write_frames_dataset, write_masks, write_shard
+from flowguide.utils.h5 import (
+    ShardError,
+    create_video_group,
+    video_group,
+    video_names,
+    write_frames_dataset,
+    write_masks,
+    write_shard,
+)
 from flowguide.utils.masks import read_video_masks
 
 W = 12  # band of 1/3: columns 4..7
@@ -72,7 +81,7 @@ def test_mask_is_the_whole_region_of_the_chosen_label():
 def write_candidates(path, videos: dict[str, np.ndarray], start_frame: int = 0) -> None:
     with write_shard(path, {"stage": "segment", "backend": "test"}) as fh:
         for vid, labels in videos.items():
-            g = fh.create_group(vid)
+            g = create_video_group(fh, vid)
             g.attrs.update(
                 {
                     "start_frame": start_frame,
@@ -98,7 +107,7 @@ def test_select_stage_file_round_trips_masks_exactly(tmp_path):
         read_video_masks(tmp_path / "m.h5", "v1", [4, 0]), expected[[4, 0]]
     )
     with h5py.File(tmp_path / "m.h5") as fh:
-        g = fh["v1"]
+        g = video_group(fh, "v1")
         np.testing.assert_array_equal(g["chosen_label"][()], chosen)
         np.testing.assert_array_equal(g["empty"][()], chosen == 0)
         assert g["empty"][2] and g.attrs["start_frame"] == 7 and g.attrs["n_frames"] == 5
@@ -111,10 +120,33 @@ def test_select_stage_file_round_trips_masks_exactly(tmp_path):
     assert pd.read_csv(tmp_path / "f.csv").empty
 
 
+def test_a_video_named_like_a_table_of_the_file_is_kept_apart(tmp_path):
+    """A vid_name equal to the file's own dataset name (select's ``index``) is an ordinary video."""
+    labels = np.zeros((3, 6, 9), np.uint8)
+    labels[:, 2:4, 3:6] = 1  # one candidate in the central band -> chosen in every frame
+    write_candidates(tmp_path / "c.h5", {"index": labels, "v1": labels[:2]})
+    assert run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {}) == 2
+    assert pd.read_csv(tmp_path / "f.csv").empty
+    np.testing.assert_array_equal(read_video_masks(tmp_path / "m.h5", "index"), labels == 1)
+    with h5py.File(tmp_path / "m.h5") as fh:
+        assert video_names(fh) == ["index", "v1"]
+        assert [v.decode() for v in fh["index"]["vid_name"]] == ["index", "v1"]
+    table = video_table(tmp_path / "m.h5")
+    assert table["vid_name"].tolist() == ["index", "v1"] and table["frames"].tolist() == [3, 2]
+
+
+def test_a_file_without_the_videos_group_is_named(tmp_path):
+    with h5py.File(tmp_path / "old.h5", "w") as fh:  # the pre-/videos layout: video at the root
+        fh.create_group("v").create_dataset("labels", data=np.zeros((2, 4, 6), np.uint8))
+    with pytest.raises(ShardError, match=r"old\.h5: no /videos group.*rerun its stage"):
+        run_select(tmp_path / "old.h5", tmp_path / "m.h5", tmp_path / "f.csv", {})
+    assert not (tmp_path / "m.h5").exists()
+
+
 def test_select_cli_records_a_broken_video_and_goes_on(tmp_path):
     write_candidates(tmp_path / "c.h5", {"good": np.ones((2, 4, 6), np.uint8)})
     with h5py.File(tmp_path / "c.h5", "a") as fh:
-        fh.create_group("bad").create_dataset("labels", data=np.zeros((4, 6), np.uint8))
+        create_video_group(fh, "bad").create_dataset("labels", data=np.zeros((4, 6), np.uint8))
     rc = main(
         [
             "select",
@@ -142,12 +174,12 @@ def test_mask_quality_matches_hand_computed_iou(tmp_path):
     truth_small[4] = False  # both empty -> IoU 1
     truth = truth_small.repeat(2, axis=1).repeat(2, axis=2)
     with write_shard(tmp_path / "truth.h5") as fh:
-        write_masks(fh.create_group("v"), "mask", truth)
+        write_masks(create_video_group(fh, "v"), "mask", truth)
     pred = np.zeros((3, 2, 3), bool)
     pred[0] = [[1, 0, 0], [1, 0, 0]]  # inter 1, union 3
     pred[1] = [[0, 0, 0], [0, 0, 0]]  # inter 0, union 1
     with write_shard(tmp_path / "train0000.h5") as fh:
-        g = fh.create_group("v")
+        g = create_video_group(fh, "v")
         g.attrs["start_frame"] = 2
         write_masks(g, "mask", pred)
     table = mask_quality(tmp_path / "truth.h5", [tmp_path / "train0000.h5"])

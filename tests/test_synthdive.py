@@ -40,6 +40,7 @@ from flowguide.data.synthdive_render import (
     world_to_pixel,
 )
 from flowguide.utils.failures import FlowguideError
+from flowguide.utils.h5 import video_names
 from flowguide.utils.masks import read_video_masks
 from flowguide.utils.video import probe_video, read_video, write_video
 
@@ -171,7 +172,7 @@ def test_json_records_parse_like_diving48_and_files_agree(tiny_set):
     with h5py.File(root / MASKS_FILE) as fh:
         assert fh.attrs["dataset_seed"] == 3
         assert "mask" in str(fh.attrs["what"])
-        assert set(fh) == set(clips["vid_name"])
+        assert set(video_names(fh)) == set(clips["vid_name"])
 
 
 # --- the true masks -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from flowguide.clips.transforms import (
     masks_to_tensor,
     normalize,
 )
-from flowguide.utils.h5 import write_masks, write_shard
+from flowguide.utils.h5 import create_video_group, write_masks, write_shard
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.video import read_frames, write_video
 
@@ -75,7 +75,7 @@ def make_dataset(root: Path, n_per_class: int = 3, n_classes: int = 2, n_frames:
             for row in rows:
                 if row["shard"] == shard:
                     small = true_masks[row["vid_name"]][:, ::MASK_SCALE, ::MASK_SCALE]
-                    write_masks(fh.create_group(row["vid_name"]), "mask", small)
+                    write_masks(create_video_group(fh, row["vid_name"]), "mask", small)
     return manifest, masks_dir
 
 

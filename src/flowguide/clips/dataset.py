@@ -14,7 +14,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -27,7 +26,7 @@ from flowguide.clips.transforms import (
     frames_to_tensor,
     masks_to_tensor,
 )
-from flowguide.utils.h5 import read_shard
+from flowguide.utils.h5 import iter_video_groups, read_shard
 from flowguide.utils.masks import MASK_DATASET, MaskShardReader
 from flowguide.utils.video import read_frames
 
@@ -55,8 +54,8 @@ def split_by_mask_availability(
         with read_shard(path) as fh:
             mask_frames = {
                 name: int(obj[MASK_DATASET].shape[0])
-                for name, obj in fh.items()
-                if isinstance(obj, h5py.Group) and MASK_DATASET in obj  # skip e.g. /index
+                for name, obj in iter_video_groups(fh, path)
+                if MASK_DATASET in obj
             }
         for pos in positions:
             name, n_frames = str(rows["vid_name"].iat[pos]), int(rows["n_frames"].iat[pos])

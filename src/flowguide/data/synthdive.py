@@ -5,7 +5,7 @@
 - ``rgb/<vid_name>.mp4``: lossy mp4v clips of an articulated diver followed by a panning camera;
 - ``Diving48_V2_train.json`` / ``Diving48_V2_test.json``: records like Diving48's V2 JSONs;
 - ``Diving48_vocab.json``: [takeoff, somersaults, twists, flight position] per class;
-- ``true_masks.h5``: the diver's exact mask in every frame (group per video, dataset ``mask``);
+- ``true_masks.h5``: the diver's exact mask in every frame (``/videos/<vid_name>/mask``);
 - ``clips.csv``: per clip the class words, the planted confounder's class and whether it agrees.
 
 Clip ``i`` of a split is generated from an RNG seeded by (seed, split, i) only and has label
@@ -29,7 +29,7 @@ from tqdm import tqdm
 from flowguide.data.synthdive_render import ClipSpec, Dive, render_clip, sample_spec
 from flowguide.utils.atomic import atomic_write_text
 from flowguide.utils.failures import FlowguideError
-from flowguide.utils.h5 import set_attrs, write_masks, write_shard
+from flowguide.utils.h5 import create_video_group, set_attrs, write_masks, write_shard
 from flowguide.utils.video import write_video
 
 SPLITS = ("train", "test")
@@ -276,7 +276,7 @@ def _clip_row(opts: SynthOptions, split: str, index: int, spec: ClipSpec) -> dic
 
 def _mask_file_attrs(opts: SynthOptions) -> dict[str, Any]:
     return {
-        "what": "SynthDive true athlete masks: one group per video, dataset 'mask' (T, H, W)",
+        "what": "SynthDive true athlete masks: group /videos/<vid_name>, dataset 'mask' (T, H, W)",
         "generator": "flowguide.data.synthdive",
         "dataset_seed": opts.seed,
         "num_classes": opts.num_classes,
@@ -318,7 +318,7 @@ def generate_dataset(out_dir: str | os.PathLike, opts: SynthOptions) -> dict[str
             spec = clip_spec(opts, split, index)
             frames, masks = render_clip(spec)
             write_video(out / VIDEOS_DIR / f"{name}.mp4", frames, opts.fps, opts.qscale)
-            group = fh.create_group(name)
+            group = create_video_group(fh, name)
             set_attrs(group, {"split": split, "label": clip_label(opts, index)})
             write_masks(
                 group,

@@ -44,7 +44,12 @@ from flowguide.evaluate.metrics import (
     overlap_scores,
 )
 from flowguide.utils.atomic import atomic_path, atomic_write_text
-from flowguide.utils.h5 import write_frames_dataset, write_masks, write_shard
+from flowguide.utils.h5 import (
+    create_video_group,
+    write_frames_dataset,
+    write_masks,
+    write_shard,
+)
 
 Batch = tuple[torch.Tensor, torch.Tensor, Sequence[str], torch.Tensor | None]
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
@@ -275,7 +280,7 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
 def write_saved_maps(
     path: str | os.PathLike, saved: list[SavedMaps], threshold: float, run: Mapping[str, Any]
 ) -> None:
-    """cams.h5: /<vid_name>/<map> float16 (T, H, W) in [0, 1] and /<vid_name>/mask (packed)."""
+    """cams.h5: /videos/<vid_name>/<map> float16 (T, H, W) in [0, 1] and .../mask (packed)."""
     attrs = {
         "what": "saliency maps of a few test clips against their diver masks (thesis Figure 5.3)",
         "method": str(run.get("method")),
@@ -286,7 +291,7 @@ def write_saved_maps(
     }
     with write_shard(path, attrs) as fh:
         for item in saved:
-            group = fh.create_group(item.vid_name)
+            group = create_video_group(fh, item.vid_name)
             group.attrs.update({"label": item.label, "pred": item.pred})
             for name, values in item.maps.items():
                 write_frames_dataset(

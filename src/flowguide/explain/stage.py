@@ -1,8 +1,8 @@
 """The explain stage: a trained checkpoint + manifest + diver masks (+ flow) -> scored explanations.
 
 Outputs in ``out_dir``: ``scores.csv`` (one row per clip and map), ``summary.csv`` (means per
-map over clips), ``maps.h5`` (group per video, one float16 (T, H, W) dataset per map, attributes
-say what it holds), ``failures.csv``.
+map over clips), ``maps.h5`` (group ``/videos/<vid_name>``, one float16 (T, H, W) dataset per
+map, attributes say what it holds), ``failures.csv``.
 
 Clips and masks come from the shared evaluation dataset (flowguide.clips: dynamic temporal
 stride with offset 0, the checkpoint's evaluation short side, centre crop and normalisation), so
@@ -33,7 +33,7 @@ from flowguide.modeling.trained import TrainedModel, load_trained
 from flowguide.utils.atomic import atomic_write_text
 from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FailureLog, FlowguideError
-from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
+from flowguide.utils.h5 import create_video_group, set_attrs, write_frames_dataset, write_shard
 from flowguide.utils.manifest import read_manifest
 
 log = logging.getLogger("flowguide.explain")
@@ -152,7 +152,7 @@ def run_explain(
             except Exception as exc:  # recorded per video; the others go on
                 failures.record(vid, exc)
                 continue
-            group = fh.create_group(vid)
+            group = create_video_group(fh, vid)
             set_attrs(
                 group,
                 {"label": int(item["label"]), "target": target, "frame_indices": indices.tolist()},

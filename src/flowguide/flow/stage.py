@@ -3,10 +3,10 @@
 Layout (self-describing; read it with ``flowguide.utils.flowio``):
 
     /                      attrs: backend, weights, gaps, num_flow_updates, short_side, units, ...
-    /<vid_name>/           attrs: start_frame, n_frames, frame_shape, source_path, label, split
-    /<vid_name>/flow       (T, G, 2, H, W) float16, one chunk per frame; [t, j] = flow from clip
+    /videos/<vid_name>/    attrs: start_frame, n_frames, frame_shape, source_path, label, split
+      flow                 (T, G, 2, H, W) float16, one chunk per frame; [t, j] = flow from clip
                            frame t to frame t + used_gap[t, j]; channel 0 = dx, 1 = dy, pixels
-    /<vid_name>/used_gap   (T, G) int16, the gap actually used (the configured one, or its
+      used_gap             (T, G) int16, the gap actually used (the configured one, or its
                            opposite at the clip's ends)
 """
 
@@ -25,7 +25,7 @@ from flowguide.config import validate_config
 from flowguide.flow.backends import OPENCV_BACKENDS, FlowBackend, build_backend
 from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FailureLog, FlowguideError, VideoError
-from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
+from flowguide.utils.h5 import create_video_group, set_attrs, write_frames_dataset, write_shard
 from flowguide.utils.video import read_video
 
 log = logging.getLogger("flowguide.flow")
@@ -103,7 +103,7 @@ def file_attrs(options: dict[str, Any], backend: FlowBackend) -> dict[str, Any]:
         "units": UNITS,
         "sign_convention": SIGN_CONVENTION,
         "gap_rule": GAP_RULE,
-        "layout": "/<vid_name>/flow (T, G, 2, H, W) float16 dx/dy; /<vid_name>/used_gap (T, G)",
+        "layout": "/videos/<vid_name>/flow (T, G, 2, H, W) float16 dx/dy; .../used_gap (T, G)",
         "options": dict(options),
         **backend.describe(),  # weights, and num_flow_updates (RAFT) or dis_preset (DIS)
     }
@@ -112,7 +112,7 @@ def file_attrs(options: dict[str, Any], backend: FlowBackend) -> dict[str, Any]:
 def write_video_flow(
     fh, row: dict[str, Any], flow: np.ndarray, used: np.ndarray, gaps: list[int]
 ) -> None:
-    group = fh.create_group(str(row["vid_name"]))
+    group = create_video_group(fh, str(row["vid_name"]))
     height, width = flow.shape[-2:]
     set_attrs(
         group,

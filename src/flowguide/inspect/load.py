@@ -6,13 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from flowguide.inspect.render import VideoPanels, color_labels, mask_image, resize_frames
 from flowguide.utils.failures import FlowguideError
-from flowguide.utils.h5 import read_shard, video_group
+from flowguide.utils.h5 import iter_video_groups, read_shard, video_group
 
 
 def _attr(value: Any) -> Any:
@@ -23,10 +22,6 @@ def _attr(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _groups(fh: h5py.File) -> list[str]:
-    return sorted(k for k, v in fh.items() if isinstance(v, h5py.Group))
 
 
 def video_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -41,8 +36,7 @@ def video_table(path: str | os.PathLike) -> pd.DataFrame:
     rows = []
     with read_shard(path) as fh:
         stage = _attr(fh.attrs.get("stage", ""))
-        for vid in _groups(fh):
-            g = fh[vid]
+        for vid, g in iter_video_groups(fh, path):
             row: dict[str, Any] = {
                 "vid_name": vid,
                 "start_frame": _attr(g.attrs.get("start_frame")),

@@ -17,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from flowguide.utils.failures import FAILURE_COLUMNS, FlowguideError
-from flowguide.utils.h5 import read_mask_dataset, read_shard
+from flowguide.utils.h5 import iter_video_groups, read_mask_dataset, read_shard
 from flowguide.utils.manifest import read_manifest
 
 log = logging.getLogger("flowguide")
@@ -113,8 +113,8 @@ def mask_shard_stats(path: Path) -> list[dict[str, Any]]:
                 for r in index
             ]  # fmt: skip
         rows = []
-        for vid, group in fh.items():
-            if not isinstance(group, h5py.Group) or "mask" not in group:
+        for vid, group in iter_video_groups(fh, path):
+            if "mask" not in group:
                 continue
             masks = read_mask_dataset(group["mask"])
             per_frame = masks.reshape(len(masks), -1).mean(axis=1)

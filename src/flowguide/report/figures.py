@@ -25,7 +25,13 @@ import pandas as pd  # noqa: E402
 
 from flowguide.report.tables import display_name, method_sort_key  # noqa: E402
 from flowguide.utils.flowviz import flow_to_color  # noqa: E402
-from flowguide.utils.h5 import read_mask_dataset, read_shard  # noqa: E402
+from flowguide.utils.h5 import (  # noqa: E402
+    find_video_group,
+    iter_video_groups,
+    read_mask_dataset,
+    read_shard,
+    video_names,
+)
 from flowguide.utils.masks import read_video_masks  # noqa: E402
 from flowguide.utils.video import read_frames  # noqa: E402
 
@@ -130,11 +136,11 @@ def cam_vs_mask(
     cams_h5: str | os.PathLike, path: str | os.PathLike, n_frames: int = 4, title: str = ""
 ) -> Path | None:
     """Figure 5.3: each saved map (rows) and the diver mask over ``n_frames`` frames of one clip."""
-    with h5py.File(cams_h5, "r") as fh:
-        clips = list(fh)
+    with read_shard(cams_h5) as fh:
+        clips = video_names(fh, cams_h5)
         if not clips:
             return None
-        group = fh[clips[0]]
+        group = find_video_group(fh, clips[0])
         mask = read_mask_dataset(group["mask"])
         maps = {name: group[name][()].astype(np.float32) for name in group if name != "mask"}
         threshold = float(fh.attrs.get("threshold", 0.5))
@@ -187,9 +193,10 @@ def _shard_frames(path: Path, vid: str, kind: str, frames: np.ndarray) -> list[n
     if not path.exists():
         return f"{where} absent"
     with read_shard(path) as fh:
-        if vid not in fh:
+        group = find_video_group(fh, vid, path)
+        if group is None:
             return f"not in {where}"
-        dset = _find_dataset(fh[vid], kind)
+        dset = _find_dataset(group, kind)
         if dset is None:
             return f"no {kind} data in {where}"
         images = [dset[min(int(f), dset.shape[0] - 1)] for f in frames]
@@ -287,9 +294,7 @@ class ExplainedClip:
 def first_explained_clip(maps_h5: str | os.PathLike) -> ExplainedClip | None:
     """The first video group of maps.h5 (h5py's name order) with at least one map; None if none."""
     with read_shard(maps_h5) as fh:
-        for vid, group in fh.items():
-            if not isinstance(group, h5py.Group):
-                continue
+        for vid, group in iter_video_groups(fh, maps_h5):
             maps = {
                 name: dset[()].astype(np.float32)
                 for name, dset in group.items()
@@ -322,8 +327,8 @@ def eval_clip_mask(
     if not Path(cams_h5).exists():
         return None
     with read_shard(cams_h5) as fh:
-        group = fh.get(vid)
-        if not isinstance(group, h5py.Group) or "mask" not in group:
+        group = find_video_group(fh, vid, cams_h5)
+        if group is None or "mask" not in group:
             return None
         mask = read_mask_dataset(group["mask"])
     return mask.astype(bool) if mask.shape == tuple(shape) else None

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from flowguide.segment.labels import LABEL_VALUES, PAINTING_ORDER, paint_label_map
 from flowguide.utils.device import resolve_device
 from flowguide.utils.failures import FailureLog
-from flowguide.utils.h5 import write_frames_dataset, write_shard
+from flowguide.utils.h5 import create_video_group, write_frames_dataset, write_shard
 
 log = logging.getLogger("flowguide.segment")
 
@@ -110,7 +110,7 @@ def segment_video(
 def write_candidates_group(
     fh: Any, vid_name: str, labels: np.ndarray, scores: np.ndarray, attrs: dict[str, Any]
 ) -> None:
-    group = fh.create_group(vid_name)
+    group = create_video_group(fh, vid_name)
     group.attrs.update(attrs)
     write_frames_dataset(
         group, "labels", labels,
@@ -134,7 +134,7 @@ def run_segment(
 ) -> int:
     """Segment every video of a shard; returns the number of videos written."""
     from flowguide.utils.flowio import list_videos, read_flow
-    from flowguide.utils.h5 import read_shard
+    from flowguide.utils.h5 import read_shard, video_group
     from flowguide.utils.manifest import read_manifest
 
     backend = options.get("backend", "sam")
@@ -147,7 +147,9 @@ def run_segment(
     rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:
         flow_attrs = {k: flow_fh.attrs[k] for k in flow_fh.attrs}
-        flow_groups = {v: dict(flow_fh[v].attrs) for v in list_videos(flow_path)}
+        flow_groups = {
+            v: dict(video_group(flow_fh, v, flow_path).attrs) for v in list_videos(flow_path)
+        }
     failures = FailureLog("segment", fail_fast=fail_fast)
     file_attrs = {
         "stage": "segment",
@@ -158,7 +160,7 @@ def run_segment(
         "max_objects": max_objects,
         "flow_file": str(flow_path),
         "flow_backend": str(flow_attrs.get("backend", "")),
-        "layout": "/<vid_name>/labels (T,H,W) uint8, /<vid_name>/scores (T,K) float32",
+        "layout": "/videos/<vid_name>/labels (T,H,W) uint8, .../scores (T,K) float32",
     }
     written = 0
     with write_shard(out_path, file_attrs) as fh:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from flowguide.utils.atomic import atomic_path
-from flowguide.utils.h5 import read_mask_dataset, read_shard
+from flowguide.utils.h5 import iter_video_groups, read_mask_dataset, read_shard
 from flowguide.utils.masks import MASK_DATASET, read_video_masks
 
 QUALITY_COLUMNS = ["shard", "vid_name", "frames", "mean_iou", "empty_ratio", "true_empty_ratio"]
@@ -66,8 +66,8 @@ def mask_quality(
     rows = []
     for path in sorted(masks_paths, key=str):
         with read_shard(path) as fh:
-            for vid in sorted(k for k in fh if isinstance(fh[k], h5py.Group)):
-                rows.append(video_quality(path, vid, fh[vid], truth_path))
+            for vid, group in iter_video_groups(fh, path):
+                rows.append(video_quality(path, vid, group, truth_path))
     table = pd.DataFrame(rows, columns=QUALITY_COLUMNS)
     overall = {
         "shard": OVERALL,

@@ -13,7 +13,14 @@ from tqdm import tqdm
 
 from flowguide.select.rule import RULE, select_masks
 from flowguide.utils.failures import FailureLog
-from flowguide.utils.h5 import read_shard, write_frames_dataset, write_masks, write_shard
+from flowguide.utils.h5 import (
+    create_video_group,
+    iter_video_groups,
+    read_shard,
+    write_frames_dataset,
+    write_masks,
+    write_shard,
+)
 
 log = logging.getLogger("flowguide.select")
 
@@ -40,7 +47,7 @@ def write_mask_group(
     fh: h5py.File, vid: str, masks: np.ndarray, chosen: np.ndarray, attrs: dict[str, Any]
 ) -> dict[str, Any]:
     """Write one video's masks; returns its index row."""
-    group = fh.create_group(vid)
+    group = create_video_group(fh, vid)
     empty = chosen == 0
     stats = {
         "frames": int(len(masks)),
@@ -92,15 +99,15 @@ def run_select(
             ),
             "candidates_file": str(candidates_path),
             "segment_backend": str(src.attrs.get("backend", "")),
-            "layout": "/<vid_name>/mask (bit-packed), chosen_label, empty; /index per video",
+            "layout": "/videos/<vid_name>/mask (bit-packed), chosen_label, empty; /index per video",
         }
-        videos = [k for k in src if isinstance(src[k], h5py.Group)]
+        videos = list(iter_video_groups(src, candidates_path))
         with write_shard(out_path, file_attrs) as fh:
-            for vid in tqdm(videos, desc="select", unit="video"):
+            for vid, group in tqdm(videos, desc="select", unit="video"):
                 try:
-                    masks, chosen = select_video(src[vid], center_fraction, num_layers)
+                    masks, chosen = select_video(group, center_fraction, num_layers)
                     keep = ("start_frame", "frame_shape", "video_path")
-                    attrs = {k: src[vid].attrs[k] for k in keep if k in src[vid].attrs}
+                    attrs = {k: group.attrs[k] for k in keep if k in group.attrs}
                     attrs["n_frames"] = len(masks)
                     rows.append(write_mask_group(fh, vid, masks, chosen, attrs))
                 except Exception as exc:  # one bad video must not stop the shard

@@ -12,7 +12,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from flowguide.utils.h5 import ShardError, read_shard, video_group
+from flowguide.utils.h5 import ShardError, iter_video_groups, read_shard, video_group
 
 FLOW_DATASET = "flow"
 USED_GAP_DATASET = "used_gap"
@@ -71,7 +71,7 @@ def read_flow(
 def list_videos(path: str | os.PathLike) -> list[str]:
     """Names of the videos stored in a flow file, sorted."""
     with read_shard(path) as fh:
-        return sorted(k for k, v in fh.items() if isinstance(v, h5py.Group) and FLOW_DATASET in v)
+        return [k for k, v in iter_video_groups(fh, path) if FLOW_DATASET in v]
 
 
 def flow_attrs(path: str | os.PathLike) -> dict[str, Any]:

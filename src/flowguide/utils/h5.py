@@ -1,7 +1,10 @@
 """The one HDF5 layer: atomic shard files, self-describing datasets, bit-packed masks.
 
-Shard files hold one group per video (``/<vid_name>/...``); every dataset carries attributes
-that say what it holds, so a reader needs no documentation to decode it.
+Shard files hold one group per video under ``/videos`` (``/videos/<vid_name>/...``) and the
+file's own tables (e.g. select's ``/index``) at the root, so a video may take any safe name,
+``index`` included. Every dataset carries attributes that say what it holds, so a reader needs
+no documentation to decode it. Writers and readers go through ``create_video_group``,
+``video_group``, ``video_names`` and ``iter_video_groups``, never through the layout itself.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from flowguide.utils.atomic import atomic_path
 from flowguide.utils.failures import FlowguideError
 
 MASK_ENCODING = "packbits"
+VIDEOS_GROUP = "videos"  # /videos/<vid_name>: one group per video, apart from the file's tables
 
 
 class ShardError(FlowguideError):
@@ -34,6 +38,8 @@ def write_shard(
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
             set_attrs(fh, attrs or {})
+            # Present even when no video made it, so an empty shard is told from a foreign file.
+            fh.create_group(VIDEOS_GROUP)
             yield fh
 
 
@@ -66,11 +72,54 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
             obj.attrs[key] = value
 
 
+def _videos(fh: h5py.File, path: str | os.PathLike | None = None) -> h5py.Group:
+    videos = fh.get(VIDEOS_GROUP)
+    if not isinstance(videos, h5py.Group):
+        where = path if path is not None else fh.filename
+        raise ShardError(
+            f"{where}: no /{VIDEOS_GROUP} group (written by an older flowguide, which kept videos "
+            "at the root, or not a flowguide shard); delete the file and rerun its stage"
+        )
+    return videos
+
+
+def create_video_group(fh: h5py.File, vid_name: str) -> h5py.Group:
+    """A new, empty group for one video (``/videos/<vid_name>``) in a file from ``write_shard``."""
+    videos = _videos(fh)
+    if vid_name in videos:
+        raise ShardError(f"{fh.filename}: video {vid_name!r} written twice")
+    return videos.create_group(vid_name)
+
+
 def video_group(fh: h5py.File, vid_name: str, path: str | os.PathLike | None = None) -> h5py.Group:
-    if vid_name not in fh:
+    """The group of one video; an error naming the file when it is absent."""
+    group = find_video_group(fh, vid_name, path)
+    if group is None:
         where = f"{path}: " if path else ""
         raise ShardError(f"{where}video {vid_name!r} is not in this shard")
-    return fh[vid_name]
+    return group
+
+
+def find_video_group(
+    fh: h5py.File, vid_name: str, path: str | os.PathLike | None = None
+) -> h5py.Group | None:
+    """The group of one video, or None when the file does not hold it."""
+    group = _videos(fh, path).get(vid_name)
+    return group if isinstance(group, h5py.Group) else None
+
+
+def video_names(fh: h5py.File, path: str | os.PathLike | None = None) -> list[str]:
+    """Names of the videos a file holds, sorted."""
+    return sorted(_videos(fh, path))
+
+
+def iter_video_groups(
+    fh: h5py.File, path: str | os.PathLike | None = None
+) -> Iterator[tuple[str, h5py.Group]]:
+    """(vid_name, group) of every video of a file, in name order."""
+    videos = _videos(fh, path)
+    for name in sorted(videos):
+        yield name, videos[name]
 
 
 def write_frames_dataset(
