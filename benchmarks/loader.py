@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from flowguide.clips.dataset import ClipDataset
 from flowguide.clips.transforms import ClipTransform, TransformSpec
-from flowguide.utils.h5 import write_masks, write_shard
+from flowguide.utils.h5 import create_video_group, write_masks, write_shard
 from flowguide.utils.video import write_video
 
 
@@ -57,7 +57,7 @@ def make_clips(root: Path, n: int, frames: int, width: int, height: int, mask_sh
                 ).astype(bool)
             path = root / "rgb" / f"clip{i:03d}.mp4"
             write_video(path, video, fps=25, qscale=6)
-            write_masks(fh.create_group(path.stem), "mask", masks)
+            write_masks(create_video_group(fh, path.stem), "mask", masks)
             rows.append(
                 {
                     "vid_name": path.stem,
