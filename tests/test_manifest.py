@@ -50,7 +50,7 @@ def run(root: Path, tmp: Path, **overrides) -> tuple[pd.DataFrame, pd.DataFrame]
 def test_manifest_keeps_good_videos_and_names_bad_ones(tmp_path: Path) -> None:
     root = tmp_path / "d48"
     good = [record("a", 0), record("b", 1), record("c", 0)]
-    make_dataset(root, good, [record("t1", 1, end=9)])
+    make_dataset(root, good, [record("t1", 1, end=6)])
     # A listed video that is missing, and one whose file is not a video.
     train = good + [record("missing", 0), record("corrupt", 1)]
     (root / "Diving48_V2_train.json").write_text(json.dumps(train))
@@ -63,7 +63,8 @@ def test_manifest_keeps_good_videos_and_names_bad_ones(tmp_path: Path) -> None:
     reasons = dict(zip(failures["video"], failures["reason"], strict=True))
     assert "missing.mp4" in reasons["missing"] and "does not exist" in reasons["missing"]
     assert "corrupt.mp4" in reasons["corrupt"]
-    # Frame counts come from the container; end_frame 9 is clipped to the 6 decodable frames.
+    # Frame counts come from the container; end_frame 6 (one past, Diving48's off-by-one) is
+    # clipped to the 6 decodable frames without a row.
     t1 = manifest.set_index("vid_name").loc["t1"]
     assert (t1["video_frames"], t1["end_frame"], t1["n_frames"]) == (6, 5, 6)
     assert (t1["width"], t1["height"]) == (48, 32)
@@ -72,13 +73,13 @@ def test_manifest_keeps_good_videos_and_names_bad_ones(tmp_path: Path) -> None:
 def test_shards_are_stable_when_videos_are_appended(tmp_path: Path) -> None:
     root = tmp_path / "d48"
     first = [record(f"v{i}", i % 2) for i in range(5)]
-    make_dataset(root, first, [record("t0", 0)], n_frames=2)
+    make_dataset(root, first, [record("t0", 0)], n_frames=6)
     before, _ = run(root, tmp_path / "run1")
     # Append two videos to the train split: no existing video changes shard.
     more = [record("v5", 1), record("v6", 0)]
     rng = np.random.default_rng(1)
     for rec in more:
-        frames = rng.integers(0, 255, (2, 32, 48, 3), dtype=np.uint8)
+        frames = rng.integers(0, 255, (6, 32, 48, 3), dtype=np.uint8)
         write_video(root / "rgb" / f"{rec['vid_name']}.mp4", frames, fps=25)
     (root / "Diving48_V2_train.json").write_text(json.dumps(first + more))
     after, _ = run(root, tmp_path / "run2")
@@ -97,7 +98,7 @@ def test_shards_are_stable_when_videos_are_appended(tmp_path: Path) -> None:
 def test_subset_and_duplicates_and_bad_records(tmp_path: Path) -> None:
     root = tmp_path / "d48"
     train = [record("a", 0), record("b", 0), record("c", 1), record("d", 0)]
-    make_dataset(root, train, [], n_frames=2)
+    make_dataset(root, train, [], n_frames=6)
     bad = [record("a", 1), record("x", 7), {**record("../evil", 0)}, {"vid_name": "y"}]
     (root / "Diving48_V2_train.json").write_text(json.dumps(train + bad))
 
@@ -119,3 +120,62 @@ def test_shard_name_and_vid_name_check() -> None:
         with pytest.raises(DatasetError):
             check_vid_name(bad)
     assert check_vid_name("-mmq0PT-u8k_00155") == "-mmq0PT-u8k_00155"
+
+
+def shard_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
+
+
+@pytest.mark.parametrize("subset", [None, 5])
+def test_fixing_one_bad_record_touches_one_shard(tmp_path: Path, subset) -> None:
+    """[A-bad, B, C, D, E] with 2 per shard: A keeps its slot while rejected, so fixing it
+    changes train0000 only (before, B..E moved up one slot and every shard changed)."""
+    root = tmp_path / "d48"
+    good = [record(name, i % 2) for i, name in enumerate("ABCDE")]
+    make_dataset(root, good, [record("t0", 0)], n_frames=6)
+    bad_a = {**good[0], "label": 9}  # out of range: rejected by the JSON check
+    (root / "Diving48_V2_train.json").write_text(json.dumps([bad_a, *good[1:]]))
+    before, failures = run(root, tmp_path / "bad", subset_per_class=subset)
+    assert failures["video"].tolist() == ["A"] and "label 9" in failures["reason"][0]
+    # Independent expectation: slot = JSON position, shard = slot // 2.
+    expected = {"B": "train0000", "C": "train0001", "D": "train0001", "E": "train0002"}
+    assert dict(zip(before["vid_name"], before["shard"], strict=False)) == {
+        **expected,
+        "t0": "test0000",
+    }
+    (root / "Diving48_V2_train.json").write_text(json.dumps(good))
+    after, failures = run(root, tmp_path / "fixed", subset_per_class=subset)
+    assert failures.empty and after.set_index("vid_name").loc["A", "shard"] == "train0000"
+    old, new = shard_files(tmp_path / "bad" / "shards"), shard_files(tmp_path / "fixed" / "shards")
+    assert set(old) == set(new)
+    assert {name for name in new if old[name] != new[name]} == {"train0000.csv"}
+
+
+def test_a_truncated_video_is_a_warning_or_a_failure_by_the_share_it_lost(tmp_path: Path) -> None:
+    root = tmp_path / "d48"
+    # Records list frames 0..end; the videos hold 20 frames (indices 0..19).
+    records = [
+        record("whole", 0, end=19),
+        record("one_past", 1, end=20),  # Diving48's off-by-one: clipped, no row
+        record("short", 0, end=21),  # 22 listed, 2 lost = 9.1% <= 10%: warning, kept
+        record("cut", 1, end=29),  # 30 listed, 10 lost = 33% > 10%: failure, left out
+    ]
+    make_dataset(root, records, [record("t0", 0, end=19)], n_frames=20)
+    manifest, failures = run(root, tmp_path / "out", max_lost_share=0.1)
+    assert manifest["vid_name"].tolist() == ["whole", "one_past", "short", "t0"]
+    rows = manifest.set_index("vid_name")
+    assert (rows.loc["short", "end_frame"], rows.loc["short", "n_frames"]) == (19, 20)
+    assert (rows.loc["one_past", "end_frame"], rows.loc["one_past", "n_frames"]) == (19, 20)
+    by_video = failures.set_index("video")
+    assert sorted(by_video.index) == ["cut", "short"]
+    assert by_video.loc["short", "severity"] == "warning"
+    assert "2 of 22 (9%) lost" in by_video.loc["short", "reason"]
+    assert by_video.loc["cut", "severity"] == "error"
+    assert (
+        "cut.mp4" in by_video.loc["cut", "reason"]
+        and "10 of 30 (33%) lost" in by_video.loc["cut", "reason"]
+    )
+    # A stricter tolerance turns the small loss into a failure too.
+    manifest, failures = run(root, tmp_path / "strict", max_lost_share=0.05)
+    assert "short" not in set(manifest["vid_name"])
+    assert failures.set_index("video").loc["short", "severity"] == "error"

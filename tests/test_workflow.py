@@ -120,6 +120,54 @@ def test_training_change_reruns_training_and_downstream_only(
         assert upstream not in ran, ran
 
 
+# Execution settings (workflow/rules/execution.smk): how a job runs, never what it computes.
+EXECUTION_SETTINGS = [
+    (("device",), "cpu"),
+    (("fail_fast",), True),
+    (("train", "num_workers"), 1),
+    (("train", "tensorboard"), False),
+    (("cluster", "rules", "train", "gpus"), 2),  # TINY: batch 4 = 2 processes x loader 2
+]
+
+
+def set_key(config: dict, keys: tuple[str, ...], value: object) -> None:
+    for key in keys[:-1]:
+        config = config.setdefault(key, {})
+    config[keys[-1]] = value
+
+
+@pytest.mark.parametrize(("keys", "value"), EXECUTION_SETTINGS, ids=lambda v: str(v))
+def test_an_execution_setting_plans_nothing(
+    workflow_dir: Path, tmp_path: Path, keys: tuple[str, ...], value: object
+) -> None:
+    workdir = scratch_copy(workflow_dir, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    set_key(config, keys, value)
+    write_config(workdir, config)
+    output = snakemake(workdir, "-n")
+    print(f"--- snakemake -n after {'.'.join(keys)}: {value!r}\n{output}")
+    assert jobs_run(output) == {}, output
+    assert "Nothing to be done" in output
+
+
+def test_execution_settings_reach_the_job(workflow_dir: Path, tmp_path: Path) -> None:
+    """The settings the parameters no longer carry still arrive: a forced training job logs
+    the new ones and writes no TensorBoard files once tensorboard is off."""
+    first = (workflow_dir / "logs" / "train" / "vanilla" / "T4.log").read_text()
+    assert "train: device auto, 1 process(es), num_workers 0, tensorboard True" in first
+    workdir = scratch_copy(workflow_dir, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config.update(device="cpu")
+    config["train"].update(num_workers=1, tensorboard=False)
+    write_config(workdir, config)
+    run_dir = workdir / "results" / "train" / "vanilla" / "T4"
+    shutil.rmtree(run_dir / "tensorboard")
+    snakemake(workdir, "--forcerun", "train", "--until", "train")
+    log = (workdir / "logs" / "train" / "vanilla" / "T4.log").read_text()
+    assert "train: device cpu, 1 process(es), num_workers 1, tensorboard False" in log
+    assert not (run_dir / "tensorboard").exists()
+
+
 def test_segmentation_change_reruns_segment_and_downstream_not_flow(
     workflow_dir: Path, tmp_path: Path
 ) -> None:

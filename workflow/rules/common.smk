@@ -44,10 +44,6 @@ def dataset_inputs():
     return files
 
 
-def fail_fast_flag():
-    return "--fail-fast" if config["fail_fast"] else ""
-
-
 def shards():
     """Shard names, known once the manifest checkpoint has run."""
     shards_dir = checkpoints.manifest.get().output.shards
@@ -99,11 +95,10 @@ def eval_runs():
 def run_options(run):
     """The train section as this run sees it: only its own method's options (with the sweep
     value applied), without the lists of methods, T and sweeps, so that adding a method or a
-    T reruns nothing that exists."""
+    T reruns nothing that exists, and without the execution settings (execution.smk)."""
     method, params = parse_run_name(run)
-    train = {
-        k: v for k, v in config["train"].items() if k not in ("methods", "T", "sweeps")
-    }
+    not_options = ("methods", "T", "sweeps", "num_workers", "tensorboard")
+    train = {k: v for k, v in config["train"].items() if k not in not_options}
     own = {**config["train"]["method_options"].get(method, {}), **params}
     train["method_options"] = {method: own} if own else {}
     return json.dumps(train, sort_keys=True)

@@ -42,8 +42,7 @@ checkpoint manifest:
     params:
         options=options("dataset"),
         root=lambda wildcards, input: os.path.dirname(input[0]),
-        fail_fast=fail_fast_flag(),
     shell:
         "python -m flowguide manifest --root {params.root:q} --options {params.options:q}"
         " --manifest {output.manifest:q} --shards-dir {output.shards:q}"
-        " --failures {output.failures:q} {params.fail_fast} > {log:q} 2>&1"
+        " --failures {output.failures:q} $FLOWGUIDE_FAIL_FAST > {log:q} 2>&1"

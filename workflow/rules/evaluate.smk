@@ -50,10 +50,9 @@ rule evaluate:
         synth=lambda wildcards, input: (
             f"--synth-clips {shlex.quote(input.clips[0])}" if input.clips else ""
         ),
-        device=config["device"],
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:
         "python -m flowguide evaluate --train-dir {params.train_dir:q} --manifest {input.manifest:q}"
         " --masks-dir {params.masks_dir:q} {params.synth} --run {wildcards.run} --T {wildcards.T}"
-        " --options {params.options:q} --device {params.device:q} --out {params.out:q}"
+        ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" --out {params.out:q}'
         " > {log:q} 2>&1"

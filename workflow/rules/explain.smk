@@ -36,11 +36,9 @@ rule explain:
         masks_dir=f"{RESULTS}/masks",
         flow_dir=f"{RESULTS}/flow",
         out=lambda wildcards, output: os.path.dirname(output.scores),
-        device=config["device"],
-        fail_fast=fail_fast_flag(),
     shell:
         "python -m flowguide explain --checkpoint {input.checkpoint:q}"
         " --manifest {input.manifest:q} --masks-dir {params.masks_dir:q}"
         " --flow-dir {params.flow_dir:q} --out-dir {params.out:q}"
-        " --options {params.options:q} --device {params.device:q} {params.fail_fast}"
+        ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" $FLOWGUIDE_FAIL_FAST'
         " > {log:q} 2>&1"

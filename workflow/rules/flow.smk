@@ -19,9 +19,7 @@ rule flow:
         gres=gres_resource("flow"),
     params:
         options=options("flow"),
-        device=config["device"],
-        fail_fast=fail_fast_flag(),
     shell:
         "python -m flowguide flow --shard {input.shard:q} --out {output.flow:q}"
         " --failures {output.failures:q} --options {params.options:q}"
-        " --device {params.device:q} {params.fail_fast} > {log:q} 2>&1"
+        ' --device "$FLOWGUIDE_DEVICE" $FLOWGUIDE_FAIL_FAST > {log:q} 2>&1'

@@ -20,10 +20,8 @@ rule segment:
         gres=gres_resource("segment"),
     params:
         options=options("segment"),
-        device=config["device"],
-        fail_fast=fail_fast_flag(),
     shell:
         "python -m flowguide segment --shard {input.shard:q} --flow {input.flow:q}"
         " --out {output.candidates:q} --failures {output.failures:q}"
-        " --options {params.options:q} --device {params.device:q} {params.fail_fast}"
+        ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" $FLOWGUIDE_FAIL_FAST'
         " > {log:q} 2>&1"

@@ -16,10 +16,9 @@ rule select:
         cpus_per_task=res("select", "cpus_per_task"),
     params:
         options=options("select"),
-        fail_fast=fail_fast_flag(),
     shell:
         "python -m flowguide select --candidates {input.candidates:q} --out {output.masks:q}"
-        " --failures {output.failures:q} --options {params.options:q} {params.fail_fast}"
+        " --failures {output.failures:q} --options {params.options:q} $FLOWGUIDE_FAIL_FAST"
         " > {log:q} 2>&1"
 
 

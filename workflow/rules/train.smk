@@ -34,10 +34,9 @@ rule train:
         method=lambda wildcards: parse_run_name(wildcards.run)[0],
         masks_dir=f"{RESULTS}/masks",
         out_dir=lambda wildcards, output: os.path.dirname(output.checkpoint),
-        device=config["device"],
-        gpus=rule_gpus("train"),
     shell:
         "python -m flowguide train --manifest {input.manifest:q} --masks-dir {params.masks_dir:q}"
         " --method {params.method} --T {wildcards.T} --out-dir {params.out_dir:q}"
-        " --options {params.options:q} --device {params.device:q} --gpus {params.gpus:q}"
+        ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" --gpus $FLOWGUIDE_TRAIN_GPUS'
+        " --num-workers $FLOWGUIDE_NUM_WORKERS --tensorboard $FLOWGUIDE_TENSORBOARD"
         " > {log:q} 2>&1"

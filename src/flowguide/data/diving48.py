@@ -30,6 +30,7 @@ class ClipRecord:
     label: int
     start_frame: int
     end_frame: int  # inclusive, as in Diving48's JSON
+    position: int = 0  # index in its split's JSON, rejected records counted (its shard slot)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def parse_record(raw: Any, split: str, num_classes: int, source: Path, position:
         )
     if start < 0 or end < start:
         raise DatasetError(f"{where} ({vid_name}): bad frame range {start}..{end}")
-    return ClipRecord(vid_name, split, label, start, end)
+    return ClipRecord(vid_name, split, label, start, end, position)
 
 
 def read_split(

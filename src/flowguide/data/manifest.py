@@ -17,6 +17,11 @@ from flowguide.utils.failures import FailureLog, VideoError
 from flowguide.utils.manifest import MANIFEST_COLUMNS
 from flowguide.utils.video import probe_video
 
+# A video that decodes to fewer frames than its record lists (a truncated file): losing more
+# than this share of the record's frames makes it a failure (left out); less, a warning (kept
+# with the frames there are). One frame past the end is Diving48's own off-by-one: no row.
+DEFAULT_MAX_LOST_SHARE = 0.1
+
 
 def shard_name(split: str, position: int, shard_size: int) -> str:
     """Shard of the clip at ``position`` in its split's JSON.
@@ -25,6 +30,18 @@ def shard_name(split: str, position: int, shard_size: int) -> str:
     only the last shard of a split and new ones change.
     """
     return f"{split}{position // shard_size:04d}"
+
+
+def shard_slots(records: list[ClipRecord], kept: list[ClipRecord], n_raw: int) -> dict[int, int]:
+    """JSON position -> slot for the shard of each kept record. Slots count rejected records
+    too (they are taken before rejection), so fixing one bad record changes one shard only.
+    Without a subset a slot is the JSON position; with one, the rank among the records the
+    subset keeps and the rejected ones (whose label, hence subset, is unknown)."""
+    if len(kept) == len(records):
+        return {rec.position: rec.position for rec in kept}
+    rejected = set(range(n_raw)) - {rec.position for rec in records}
+    holders = sorted({rec.position for rec in kept} | rejected)
+    return {position: slot for slot, position in enumerate(holders)}
 
 
 def subset_records(records: list[ClipRecord], per_class: int | None) -> list[ClipRecord]:
@@ -40,7 +57,13 @@ def subset_records(records: list[ClipRecord], per_class: int | None) -> list[Cli
     return kept
 
 
-def manifest_row(layout: DatasetLayout, rec: ClipRecord, shard: str) -> dict[str, Any]:
+def manifest_row(
+    layout: DatasetLayout,
+    rec: ClipRecord,
+    shard: str,
+    failures: FailureLog,
+    max_lost_share: float = DEFAULT_MAX_LOST_SHARE,
+) -> dict[str, Any]:
     path = layout.video_path(rec.vid_name)
     info = probe_video(path)
     if rec.start_frame >= info.n_frames:
@@ -49,6 +72,16 @@ def manifest_row(layout: DatasetLayout, rec: ClipRecord, shard: str) -> dict[str
         )
     # Diving48's end_frame is inclusive and sometimes one past the decodable frames: clip it.
     last = min(rec.end_frame, info.n_frames - 1)
+    wanted = rec.end_frame - rec.start_frame + 1
+    lost = rec.end_frame - last
+    if lost > 1:
+        what = (
+            f"{path}: the record lists frames {rec.start_frame}..{rec.end_frame} but the video "
+            f"decodes to {info.n_frames} frames; {lost} of {wanted} ({lost / wanted:.0%}) lost"
+        )
+        if lost / wanted > max_lost_share:
+            raise VideoError(f"{what}, over dataset.max_lost_share {max_lost_share:g} (truncated?)")
+        failures.warn(rec.vid_name, f"{what}; kept with frames {rec.start_frame}..{last}")
     return {
         "vid_name": rec.vid_name,
         "split": rec.split,
@@ -66,7 +99,11 @@ def manifest_row(layout: DatasetLayout, rec: ClipRecord, shard: str) -> dict[str
 
 
 def build_manifest(
-    layout: DatasetLayout, shard_size: int, subset_per_class: int | None, failures: FailureLog
+    layout: DatasetLayout,
+    shard_size: int,
+    subset_per_class: int | None,
+    failures: FailureLog,
+    max_lost_share: float = DEFAULT_MAX_LOST_SHARE,
 ) -> pd.DataFrame:
     num_classes = len(read_vocab(layout))
     rows: list[dict[str, Any]] = []
@@ -75,14 +112,16 @@ def build_manifest(
         records, rejected = read_split(layout, split, num_classes)
         for name, reason in rejected:
             failures.record(name, reason)
-        records = subset_records(records, subset_per_class)
-        for position, rec in enumerate(tqdm(records, desc=f"manifest {split}", unit="video")):
+        kept = subset_records(records, subset_per_class)
+        slots = shard_slots(records, kept, len(records) + len(rejected))
+        for rec in tqdm(kept, desc=f"manifest {split}", unit="video"):
             if rec.vid_name in seen:
                 failures.record(rec.vid_name, f"duplicate vid_name in {layout.split_json(split)}")
                 continue
             seen.add(rec.vid_name)
+            shard = shard_name(split, slots[rec.position], shard_size)
             try:
-                rows.append(manifest_row(layout, rec, shard_name(split, position, shard_size)))
+                rows.append(manifest_row(layout, rec, shard, failures, max_lost_share))
             except VideoError as exc:
                 failures.record(rec.vid_name, exc)
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -115,7 +154,11 @@ def run_manifest(
     layout = DatasetLayout.from_config(dataset, root)
     failures = FailureLog("manifest", fail_fast=fail_fast)
     manifest = build_manifest(
-        layout, dataset["shard_size"], dataset.get("subset_per_class"), failures
+        layout,
+        dataset["shard_size"],
+        dataset.get("subset_per_class"),
+        failures,
+        dataset.get("max_lost_share", DEFAULT_MAX_LOST_SHARE),
     )
     write_manifest(manifest, manifest_path, shards_dir)
     failures.write(failures_path)

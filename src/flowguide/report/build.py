@@ -365,7 +365,11 @@ class ReportBuilder:
             return section
         section.tables.append(("Failures per stage", tables.failures_summary(failures)))
         section.tables.append(
-            ("Failures (stage, video, reason)", _head(failures, self.options["max_failure_rows"]))
+            (
+                "Failures and warnings (stage, video, reason, severity: error = left out, "
+                "warning = kept with the defect named)",
+                _head(failures, self.options["max_failure_rows"]),
+            )
         )
         return section
 

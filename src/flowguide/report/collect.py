@@ -140,14 +140,16 @@ def load_mask_stats(results: str | Path) -> pd.DataFrame:
 
 
 def load_failures(results: str | Path) -> pd.DataFrame:
-    """Every failure log row (stage, video, reason) plus the file it came from: the per-job logs
-    results/failures/**.csv and the explain stage's results/explain/**/failures.csv."""
+    """Every failure log row (stage, video, reason, severity) plus the file it came from: the
+    per-job logs results/failures/**.csv and the explain stage's results/explain/**/failures.csv."""
     frames = []
     root = Path(results)
     logs = sorted(Path(results, "failures").rglob("*.csv"))
     logs += sorted(Path(results, "explain").rglob("failures.csv"))
     for path in logs:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "severity" not in table.columns:  # logs from before the column held errors only
+            table["severity"] = "error"
         missing = set(FAILURE_COLUMNS) - set(table.columns)
         if missing:
             raise FlowguideError(f"{path}: failure log lacks columns {sorted(missing)}")

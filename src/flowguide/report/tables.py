@@ -166,12 +166,14 @@ def mask_stats_summary(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def failures_summary(failures: pd.DataFrame) -> pd.DataFrame:
+    """Per stage: failures (videos left out), warnings (videos kept with a defect), videos."""
     if failures.empty:
-        return pd.DataFrame(columns=["stage", "failures", "videos"])
+        return pd.DataFrame(columns=["stage", "failures", "warnings", "videos"])
     grouped = failures.groupby("stage")
     return pd.DataFrame(
         {
-            "failures": grouped.size(),
+            "failures": grouped["severity"].agg(lambda s: int((s != "warning").sum())),
+            "warnings": grouped["severity"].agg(lambda s: int((s == "warning").sum())),
             "videos": grouped["video"].nunique(),
         }
     ).reset_index()

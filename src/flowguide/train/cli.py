@@ -26,6 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="GPUs given to the job; more than 1: one process per GPU (torchrun, NCCL)",
     )
+    # Execution settings: passed outside --options so that the workflow can change them without
+    # a rerun (workflow/rules/execution.smk); given here, they replace the options' values.
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="data-loader processes (train.num_workers)"
+    )
+    p.add_argument(
+        "--tensorboard",
+        choices=("true", "false"),
+        default=None,
+        help="write TensorBoard event files (train.tensorboard)",
+    )
     p.add_argument(
         "--nproc",
         type=int,
@@ -36,13 +47,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def processes(args: argparse.Namespace) -> int:
+    from flowguide.config import train_processes
+
     if args.nproc:
         return args.nproc
-    return args.gpus if args.gpus > 1 and args.device != "cpu" else 1
+    return train_processes(args.gpus, args.device)
+
+
+def execution_options(args: argparse.Namespace) -> dict:
+    """The train options with the execution settings given on the command line applied."""
+    options = dict(args.options)
+    if args.num_workers is not None:
+        options["num_workers"] = args.num_workers
+    if args.tensorboard is not None:
+        options["tensorboard"] = args.tensorboard == "true"
+    return options
 
 
 def _train(args: argparse.Namespace) -> int:
+    args.options = execution_options(args)
     n = processes(args)
+    if int(os.environ.get("RANK", "0")) == 0 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        print(  # the execution settings, which the job's parameters do not show
+            f"train: device {args.device}, {n} process(es), "
+            f"num_workers {args.options.get('num_workers', 'default')}, "
+            f"tensorboard {args.options.get('tensorboard', 'default')}",
+            flush=True,
+        )
     if n > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _relaunch(args, n)
     import torch.distributed as dist
