@@ -302,8 +302,18 @@ def test_checkpoint_with_a_pickled_payload_is_refused_naming_the_file(tmp_path: 
 def test_checkpoint_with_a_custom_class_instance_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "custom.pt"
     torch.save({"model": PlainObject()}, path)
-    with pytest.raises(FlowguideError, match="custom.pt"):
+    with pytest.raises(FlowguideError, match="custom.pt") as info:
         load_weights(path, "test model")
+    message = str(info.value)
+    # It says what the file holds and what it must be, and never relays torch's advice to
+    # load with weights_only=False (which would run the file's code).
+    assert "PlainObject" in message and "state_dict" in message
+    assert "weights_only" not in message and "False" not in message and "trust the" not in message
+    assert info.value.__cause__ is None  # torch's message does not ride along in the traceback
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(FlowguideError, match=r"truncated\.pt: cannot read test model weights"):
+        load_weights(truncated, "test model")
     plain = tmp_path / "plain.pt"
     torch.save({"model": {"w": torch.arange(3.0)}, "epoch": 2, "name": "ok"}, plain)
     loaded = load_weights(plain, "test model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,35 @@ def require_weights(path: str | os.PathLike, what: str, hint: str = "") -> Path:
     return path
 
 
+SAFE_CONTENT = (
+    "it must hold only tensors and plain Python containers and numbers (a state_dict, e.g. "
+    "torch.save(model.state_dict(), path)); re-save it that way from a source you trust"
+)
+
+
 def load_weights(path: str | os.PathLike, what: str, hint: str = "") -> Any:
-    """``torch.load`` with ``weights_only=True`` (no code from the file is ever executed)."""
+    """``torch.load`` with ``weights_only=True`` (no code from the file is ever executed).
+
+    A refused file is described by what it holds and what it must hold: torch's own message
+    suggests ``weights_only=False``, which would run the file's code, and is never passed on."""
     import torch
 
     path = require_weights(path, what, hint)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/corrupt/pickled files
-        raise FlowguideError(f"{path}: cannot load {what} weights safely: {exc}") from exc
+        if type(exc).__name__ == "UnpicklingError":  # the safe unpickler met a class/function
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            holds = f"an object of {found[1]}" if found else "Python objects other than tensors"
+            raise FlowguideError(
+                f"{path}: {what} weights refused: the file holds {holds}, which is never loaded "
+                f"(it could run code); {SAFE_CONTENT}"
+            ) from None
+        reason = str(exc).split(". ")[0].strip()
+        raise FlowguideError(
+            f"{path}: cannot read {what} weights ({reason}): the file is truncated, corrupt or "
+            f"not a torch checkpoint; copy it again or re-save it"
+        ) from exc
 
 
 def hub_checkpoint_path(url: str) -> Path:
