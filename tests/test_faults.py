@@ -268,8 +268,8 @@ def test_fail_fast_stops_at_the_first_bad_video(tmp_path: Path) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(workflow_config(dataset, True)))
     proc = run_until_masks(workdir)
     assert proc.returncode != 0
-    assert "logs/manifest.log" in proc.stdout + proc.stderr
-    log_text = (workdir / "logs" / "manifest.log").read_text()
+    assert "results/logs/manifest.log" in proc.stdout + proc.stderr
+    log_text = (workdir / "results" / "logs" / "manifest.log").read_text()
     # The split JSON is checked before any video is opened: the first bad record is bad_label.
     error = [line for line in log_text.splitlines() if "flowguide manifest: error:" in line]
     assert len(error) == 1, log_text[-2000:]

@@ -179,3 +179,31 @@ def test_a_truncated_video_is_a_warning_or_a_failure_by_the_share_it_lost(tmp_pa
     manifest, failures = run(root, tmp_path / "strict", max_lost_share=0.05)
     assert "short" not in set(manifest["vid_name"])
     assert failures.set_index("video").loc["short", "severity"] == "error"
+
+
+def test_symlink_policy_links_inside_the_videos_folder_only(tmp_path: Path) -> None:
+    """A per-file link out of rgb/ is a failure row naming the link and its target; a link to
+    another file inside rgb/ and an rgb/ folder that is itself a link are followed."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    write_video(outside / "secret.mp4", np.zeros((6, 32, 48, 3), np.uint8), fps=25)
+    root = tmp_path / "d48"
+    records = [record("a", 0), record("inner", 1), record("escape", 0)]
+    make_dataset(root, [records[0]], [record("t0", 1)])
+    (root / "rgb" / "inner.mp4").symlink_to(root / "rgb" / "a.mp4")
+    (root / "rgb" / "escape.mp4").symlink_to(outside / "secret.mp4")
+    (root / "Diving48_V2_train.json").write_text(json.dumps(records))
+    manifest, failures = run(root, tmp_path / "out")
+    assert manifest["vid_name"].tolist() == ["a", "inner", "t0"]
+    assert failures["video"].tolist() == ["escape"]
+    reason = failures["reason"][0]
+    assert "escape.mp4" in reason and str(outside / "secret.mp4") in reason and "refused" in reason
+    # The whole videos folder as one link to shared storage is the supported layout.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in ("Diving48_vocab.json", "Diving48_V2_test.json"):
+        (linked / name).write_text((root / name).read_text())
+    (linked / "Diving48_V2_train.json").write_text(json.dumps(records[:2]))
+    (linked / "rgb").symlink_to(root / "rgb")
+    manifest, failures = run(linked, tmp_path / "out2")
+    assert manifest["vid_name"].tolist() == ["a", "inner", "t0"] and failures.empty

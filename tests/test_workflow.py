@@ -90,8 +90,10 @@ def test_whole_dag_writes_every_stage(workflow_dir: Path) -> None:
     ]:  # fmt: skip
         assert (results / path).is_file(), path
     for rule in ("manifest", "flow", "segment", "select", "train", "evaluate", "report"):
-        assert any((workflow_dir / "logs").rglob("*")), rule
-    assert (workflow_dir / "logs" / "benchmarks" / "train" / "vanilla" / "T4.tsv").is_file()
+        assert any((workflow_dir / "results" / "logs").rglob("*")), rule
+    assert (
+        workflow_dir / "results" / "logs" / "benchmarks" / "train" / "vanilla" / "T4.tsv"
+    ).is_file()
 
 
 def test_second_run_does_nothing(workflow_dir: Path) -> None:
@@ -153,7 +155,7 @@ def test_an_execution_setting_plans_nothing(
 def test_execution_settings_reach_the_job(workflow_dir: Path, tmp_path: Path) -> None:
     """The settings the parameters no longer carry still arrive: a forced training job logs
     the new ones and writes no TensorBoard files once tensorboard is off."""
-    first = (workflow_dir / "logs" / "train" / "vanilla" / "T4.log").read_text()
+    first = (workflow_dir / "results" / "logs" / "train" / "vanilla" / "T4.log").read_text()
     assert "train: device auto, 1 process(es), num_workers 0, tensorboard True" in first
     workdir = scratch_copy(workflow_dir, tmp_path)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
@@ -163,7 +165,7 @@ def test_execution_settings_reach_the_job(workflow_dir: Path, tmp_path: Path) ->
     run_dir = workdir / "results" / "train" / "vanilla" / "T4"
     shutil.rmtree(run_dir / "tensorboard")
     snakemake(workdir, "--forcerun", "train", "--until", "train")
-    log = (workdir / "logs" / "train" / "vanilla" / "T4.log").read_text()
+    log = (workdir / "results" / "logs" / "train" / "vanilla" / "T4.log").read_text()
     assert "train: device cpu, 1 process(es), num_workers 1, tensorboard False" in log
     assert not (run_dir / "tensorboard").exists()
 

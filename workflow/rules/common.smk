@@ -9,7 +9,9 @@ from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 validate_config(config)
 
 RESULTS = config["results"]
-LOGS = "logs"
+# Logs and benchmarks live with the results they describe: two configs with different
+# `results:` folders run in one directory never share (or overwrite) each other's logs.
+LOGS = f"{RESULTS}/logs"
 
 
 wildcard_constraints:

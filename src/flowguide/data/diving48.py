@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowguide.utils.failures import FlowguideError
+from flowguide.utils.failures import FlowguideError, VideoError
 
 SPLITS = ("train", "test")
 VIDEO_SUFFIX = ".mp4"
@@ -56,6 +56,20 @@ class DatasetLayout:
     def video_path(self, vid_name: str) -> Path:
         check_vid_name(vid_name)
         return self.root / self.videos_dir / f"{vid_name}{VIDEO_SUFFIX}"
+
+    def check_inside(self, path: Path) -> Path:
+        """Symlink policy: a video file may be a link, but what it resolves to must lie in the
+        videos folder (itself resolved, so a videos folder that is one link to shared storage
+        is fine). A per-file link out of it is refused: the manifest never reads a file outside
+        the dataset the config names."""
+        folder = (self.root / self.videos_dir).resolve()
+        real = path.resolve()
+        if not real.is_relative_to(folder):
+            raise VideoError(
+                f"{path}: links to {real}, outside the videos folder {folder} (refused); copy "
+                f"the file into the folder, or link the whole folder ({self.videos_dir}/) instead"
+            )
+        return path
 
 
 def check_vid_name(vid_name: str) -> str:

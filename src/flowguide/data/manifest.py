@@ -64,7 +64,7 @@ def manifest_row(
     failures: FailureLog,
     max_lost_share: float = DEFAULT_MAX_LOST_SHARE,
 ) -> dict[str, Any]:
-    path = layout.video_path(rec.vid_name)
+    path = layout.check_inside(layout.video_path(rec.vid_name))
     info = probe_video(path)
     if rec.start_frame >= info.n_frames:
         raise VideoError(
