@@ -383,3 +383,25 @@ def test_candidate_colours_and_relative_video_paths(tmp_path: Path):
     results = tmp_path / "work" / "results"
     assert figures.video_path(results, "results/synthdive/rgb/v.mp4") == video
     assert figures.video_path(results, "elsewhere/v.mp4") == Path("elsewhere/v.mp4")
+
+
+def test_failures_table_tells_warnings_from_failures(tmp_path: Path) -> None:
+    """A truncated video kept with a warning and one left out are both listed, each with its
+    severity, and counted apart; a log from before the severity column reads as errors."""
+    from flowguide.report import collect, tables
+    from flowguide.utils.failures import FailureLog
+
+    log = FailureLog("manifest")
+    log.record("cut", "VideoError: 10 of 30 (33%) lost")
+    log.warn("short", "2 of 22 (9%) lost; kept")
+    log.warn("short2", "2 of 21 (10%) lost; kept")
+    log.write(tmp_path / "failures" / "manifest.csv")
+    old = tmp_path / "failures" / "flow" / "train0000.csv"
+    old.parent.mkdir(parents=True)
+    old.write_text("stage,video,reason\nflow,bad,VideoError: no stream\n")
+    failures = collect.load_failures(tmp_path)
+    by_video = failures.set_index("video")["severity"].to_dict()
+    assert by_video == {"cut": "error", "short": "warning", "short2": "warning", "bad": "error"}
+    summary = tables.failures_summary(failures).set_index("stage")
+    assert summary.loc["manifest", ["failures", "warnings", "videos"]].tolist() == [1, 2, 3]
+    assert summary.loc["flow", ["failures", "warnings", "videos"]].tolist() == [1, 0, 1]
