@@ -2,9 +2,10 @@
 # A single-node SLURM 22.05 cluster on loopback for tests/test_slurm.py (and CI): munged (as the
 # munge user), MariaDB + slurmdbd (accounting, so sacct works), slurmctld and `slurmd -N localhost`
 # with two fake GPUs (gres on /dev/tty0,1: SLURM sets CUDA_VISIBLE_DEVICES per job, no CUDA needed).
-# Runs as root; everything lives in $FLOWGUIDE_SLURM_DIR (default /tmp/flowguide-slurm), nothing in
-# /etc is changed. Clients need `export SLURM_CONF=$FLOWGUIDE_SLURM_DIR/slurm.conf` (the script
-# writes it to $FLOWGUIDE_SLURM_DIR/env). Idempotent: a cluster already up is left as it is.
+# Runs as root; state, logs and configs live in $FLOWGUIDE_SLURM_DIR (default /tmp/flowguide-slurm)
+# and /etc/slurm/{slurm,gres,slurmdbd}.conf are links to them: jobs need the config at its default
+# place (the executor's job step drops SLURM_CONF before its inner srun). A real slurm.conf already
+# in /etc/slurm is never replaced. Idempotent: a cluster already up is left as it is.
 # Debian/Ubuntu packages: slurm-wlm slurmdbd mariadb-server munge (tests/slurm/install.sh).
 # Stop with tests/slurm/stop.sh.
 set -euo pipefail
@@ -12,7 +13,7 @@ D=${FLOWGUIDE_SLURM_DIR:-/tmp/flowguide-slurm}
 CPUS=${FLOWGUIDE_SLURM_CPUS:-8}        # advertised CPUs (config_overrides: may exceed the real ones)
 MEM_MB=${FLOWGUIDE_SLURM_MEM_MB:-8000}
 GPUS=2
-export SLURM_CONF=$D/slurm.conf
+ETC=/etc/slurm
 
 fail() { echo "slurm-start: $*" >&2; exit 1; }
 wait_for() {  # wait_for <seconds> <what> <command...>: bounded poll
@@ -24,8 +25,11 @@ wait_for() {  # wait_for <seconds> <what> <command...>: bounded poll
 for cmd in munged slurmctld slurmd slurmdbd mariadbd mariadb-install-db sbatch sacct; do
     command -v "$cmd" >/dev/null || fail "$cmd not found: apt-get install slurm-wlm slurmdbd mariadb-server munge"
 done
+if [ -e "$ETC/slurm.conf" ] && [ "$(readlink -f "$ETC/slurm.conf")" != "$D/slurm.conf" ]; then
+    fail "$ETC/slurm.conf exists and is not this test cluster's: refusing to replace it"
+fi
 if [ -f "$D/env" ] && sinfo -h -o %T 2>/dev/null | grep -qx idle; then
-    echo "slurm-start: already up ($SLURM_CONF)"; exit 0
+    echo "slurm-start: already up ($D)"; exit 0
 fi
 mkdir -p "$D"/{log,state,spool,mysql,mysql-run}
 chown mysql:mysql "$D/mysql" "$D/mysql-run"
@@ -79,7 +83,7 @@ chmod 600 "$D/slurmdbd.conf"
 # MinJobAge: squeue keeps finished jobs this long, so the profile's `slurm-status-command: squeue`
 # sees every end state (the plugin needs MinJobAge >= 3 x its init seconds). KillWait: a cancelled
 # job's processes get SIGTERM, then SIGKILL after this many seconds.
-cat >"$SLURM_CONF" <<CONF
+cat >"$D/slurm.conf" <<CONF
 ClusterName=flowguide
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
@@ -113,7 +117,9 @@ CONF
 cat >"$D/gres.conf" <<CONF
 NodeName=localhost Name=gpu File=/dev/tty[0-1]
 CONF
-echo "export SLURM_CONF=$SLURM_CONF" >"$D/env"
+mkdir -p "$ETC"
+for f in slurm.conf gres.conf slurmdbd.conf; do ln -sfn "$D/$f" "$ETC/$f"; done
+echo "$D" >"$D/env"
 
 if ! pgrep -F "$D/slurmdbd.pid" >/dev/null 2>&1; then slurmdbd; fi
 wait_for 60 slurmdbd sacctmgr -i show cluster
@@ -122,5 +128,5 @@ if ! pgrep -F "$D/slurmctld.pid" >/dev/null 2>&1; then slurmctld; fi
 wait_for 60 slurmctld scontrol ping
 if ! pgrep -F "$D/slurmd.pid" >/dev/null 2>&1; then slurmd -N localhost; fi
 wait_for 60 "slurmd (node idle)" sh -c "sinfo -h -o %T | grep -qx idle"
-echo "slurm-start: up; export SLURM_CONF=$SLURM_CONF"
+echo "slurm-start: up ($D)"
 sinfo

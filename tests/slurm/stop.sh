@@ -17,3 +17,6 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
     rm -f "$pidfile"
 done
 rm -f "$D/env"
+for f in slurm.conf gres.conf slurmdbd.conf; do  # only the links start.sh made
+    [ "$(readlink "/etc/slurm/$f")" = "$D/$f" ] && rm -f "/etc/slurm/$f"
+done

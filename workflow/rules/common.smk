@@ -2,6 +2,7 @@ import json
 
 from flowguide.config import validate_config
 from flowguide.train.methods import needs_masks
+from flowguide.utils.cluster import check_gpu_requests, largest_node_gpus
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 
@@ -179,6 +180,14 @@ def gpu_resource(rule):
     return n if config["cluster"]["gpu_request"] == "gpu" else 0
 
 
+def gpu_model_resource(rule):
+    """`gpu_model` next to `gpu` (the plugin then sends --gpus=<model>:N); empty without GPUs."""
+    model = config["cluster"]["gpu_model"]
+    if config["cluster"]["gpu_request"] != "gpu" or rule_gpus(rule) == 0 or not model:
+        return ""
+    return model
+
+
 def gres_resource(rule):
     n = rule_gpus(rule)
     if config["cluster"]["gpu_request"] != "gres" or n == 0:
@@ -189,3 +198,21 @@ def gres_resource(rule):
 
 def res(rule, key):
     return config["cluster"]["rules"][rule][key]
+
+
+GPU_RULES = ("flow", "segment", "train", "evaluate", "explain")
+
+
+def check_cluster_gpus():
+    """Under the SLURM executor, refuse GPU requests no node can satisfy, once, before
+    submitting (sbatch's refusal would count as a failed job and be retried)."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    model = config["cluster"]["gpu_model"]
+    available = largest_node_gpus(model)
+    if available is not None:
+        check_gpu_requests({r: rule_gpus(r) for r in GPU_RULES}, available, model)
+
+
+check_cluster_gpus()
