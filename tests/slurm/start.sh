@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node SLURM 22.05 cluster on loopback for tests/test_slurm.py (and CI): munged (as the
 # munge user), MariaDB + slurmdbd (accounting, so sacct works), slurmctld and `slurmd -N localhost`
-# with two fake GPUs (gres on /dev/tty0,1: SLURM sets CUDA_VISIBLE_DEVICES per job, no CUDA needed).
+# with two fake GPUs (gres on two plain files: SLURM sets CUDA_VISIBLE_DEVICES per job, no CUDA needed).
 # Runs as root; state, logs and configs live in $FLOWGUIDE_SLURM_DIR (default /tmp/flowguide-slurm)
 # and /etc/slurm/{slurm,gres,slurmdbd}.conf are links to them: jobs need the config at its default
 # place (the executor's job step drops SLURM_CONF before its inner srun). A real slurm.conf already
@@ -104,6 +104,7 @@ GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
@@ -114,8 +115,12 @@ SchedulerParameters=sched_interval=5
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
+# Two fake GPUs: character devices every Linux has (nothing opens them; slurmd needs a device
+# file per GPU to hand out CUDA_VISIBLE_DEVICES=0 or 1).
 cat >"$D/gres.conf" <<CONF
-NodeName=localhost Name=gpu File=/dev/tty[0-1]
+AutoDetect=off
+NodeName=localhost Name=gpu File=/dev/null
+NodeName=localhost Name=gpu File=/dev/zero
 CONF
 mkdir -p "$ETC"
 for f in slurm.conf gres.conf slurmdbd.conf; do ln -sfn "$D/$f" "$ETC/$f"; done

@@ -2,7 +2,7 @@ import json
 
 from flowguide.config import validate_config
 from flowguide.train.methods import needs_masks
-from flowguide.utils.cluster import check_gpu_requests, largest_node_gpus
+from flowguide.utils.cluster import check_requests, largest_node
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 
@@ -203,16 +203,26 @@ def res(rule, key):
 GPU_RULES = ("flow", "segment", "train", "evaluate", "explain")
 
 
-def check_cluster_gpus():
-    """Under the SLURM executor, refuse GPU requests no node can satisfy, once, before
-    submitting (sbatch's refusal would count as a failed job and be retried)."""
+def check_cluster_requests():
+    """Under the SLURM executor, refuse requests (GPUs, memory, CPUs) no node can satisfy,
+    once, before submitting: sbatch's refusal would count as a failed job and be retried.
+    Called when the run starts: the executor is not known while the Snakefile is parsed."""
     plugin = workflow.executor_plugin
     if plugin is None or plugin.name != "slurm":
         return
     model = config["cluster"]["gpu_model"]
-    available = largest_node_gpus(model)
-    if available is not None:
-        check_gpu_requests({r: rule_gpus(r) for r in GPU_RULES}, available, model)
+    largest = largest_node(model)
+    if largest is None:
+        return
+    requests = {}
+    for rule, declared in config["cluster"]["rules"].items():
+        requests[rule] = {
+            "gpus": rule_gpus(rule) if rule in GPU_RULES else 0,
+            "mem_mb": declared["mem_mb"],
+            "cpus_per_task": declared["cpus_per_task"],
+        }
+    check_requests(requests, largest, model)
 
 
-check_cluster_gpus()
+onstart:
+    check_cluster_requests()
