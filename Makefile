@@ -18,16 +18,25 @@ env: $(VENV_DIR)/.complete
 	# Editable install of this clone (cheap; the cached env may come from another clone).
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 
+# The first build downloads about 3 GB and takes about 6 GB on disk (torch's CUDA libraries are
+# most of it); pip's own progress bars show each download.
 $(VENV_DIR)/.complete:
 	rm -rf $(VENV_DIR)
+	@echo "Building the environment in $(VENV_DIR) (about 6 GB, several minutes, once per set of pins)"
 	$(PYTHON) -m venv $(VENV_DIR)
-	$(VENV_DIR)/bin/pip install --quiet --upgrade pip setuptools wheel
-	$(VENV_DIR)/bin/pip install --quiet -e ".[test]"
+	$(VENV_DIR)/bin/pip install --progress-bar on --upgrade pip setuptools wheel
+	$(VENV_DIR)/bin/pip install --progress-bar on -e ".[test]"
 	touch $@
 
 # The rules run `python -m flowguide`: the environment's python must come first on PATH.
+# With N GPUs visible to torch (GPUS=N overrides), `--resources gpu=N` runs at most N GPU jobs at
+# a time, each on the GPU it claims; without a GPU every job runs on the CPU and no cap is set
+# (gpu=0 would refuse the GPU-capable rules).
 demo: env
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES)
+	gpus="$${GPUS:-$$($(VENV)/bin/python -c 'import torch; print(torch.cuda.device_count())')}" && \
+	if [ "$$gpus" -gt 0 ]; then resources="--resources gpu=$$gpus"; else resources=""; fi && \
+	echo "make demo: $$gpus GPU(s) $$resources" && \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES) $$resources
 
 test: env
 	$(VENV)/bin/pytest -q

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 from PIL import Image
 
@@ -126,3 +129,17 @@ def test_inspect_animation_and_listing(tmp_path, capsys):
     assert "coverage" in listing and f"{8 * 10 / (H * W):.4f}" in listing  # label 1: 8x10 px
     assert main(["inspect", str(tmp_path / "candidates" / "train0000.h5")]) == 0
     assert "mean_candidates" in capsys.readouterr().out
+
+
+def test_listing_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`flowguide inspect shard.h5 | head`: the reader leaves early; no traceback."""
+    make_results(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowguide", "inspect", str(tmp_path / "masks" / "train0000.h5")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 141

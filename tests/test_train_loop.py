@@ -106,7 +106,7 @@ def _weights(model):
 def test_resumed_run_equals_an_uninterrupted_one(dataset, tmp_path):
     manifest, masks = dataset
     straight = train(manifest, masks, "ogl_transform", 4, tmp_path / "a", TINY, "cpu")
-    assert straight.epochs_run == 2 and not (tmp_path / "a" / "last.pt").exists()
+    assert straight.epochs_run == 2 and (tmp_path / "a" / "last.pt").exists()
     first = train(
         manifest, masks, "ogl_transform", 4, tmp_path / "b", TINY, "cpu", stop_after_epochs=1
     )  # fmt: skip  (as if killed after epoch 1)
@@ -123,6 +123,16 @@ def test_resumed_run_equals_an_uninterrupted_one(dataset, tmp_path):
         assert torch.allclose(value.float(), a[key].float(), atol=1e-6)
     metrics = pd.read_csv(tmp_path / "b" / "metrics.csv")
     assert metrics["epoch"].tolist() == [1, 2]
+    # A job that finished but was marked failed (SLURM TIMEOUT just past its limit): Snakemake
+    # deletes the declared outputs; last.pt is kept, so the retry trains no epoch again.
+    for name in ("checkpoint.pt", "metrics.csv", "timing.json"):
+        (tmp_path / "b" / name).unlink()
+    redone = train(manifest, masks, "ogl_transform", 4, tmp_path / "b", TINY, "cpu")
+    assert redone.resumed_from == 2 and redone.epochs_run == 0
+    again = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    for key, value in again["model"].items():
+        assert torch.equal(value, ckpt["model"][key]), key
+    assert pd.read_csv(tmp_path / "b" / "metrics.csv")["epoch"].tolist() == [1, 2]
     assert {"loss", "loss_ce", "accuracy", "lr", "seconds", "clips_per_second"} <= set(metrics)
     assert metrics["loss"].tolist() == pytest.approx(
         pd.read_csv(tmp_path / "a" / "metrics.csv")["loss"].tolist(), rel=1e-5

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -39,8 +40,19 @@ def json_options(text: str) -> dict[str, Any]:
     return value
 
 
+DESCRIPTION = """\
+Athlete masks from optical flow, and explanation-guided training of video action recognition.
+The Snakemake workflow (`snakemake --cores all`) runs these commands for you; use them directly
+to look at results (`flowguide inspect results/masks/train0000.h5`) or to run one stage by hand.
+`flowguide <command> --help` describes each command."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowguide", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="flowguide",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in STAGE_CLIS:
@@ -55,10 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+        return code
     except FlowguideError as exc:
         print(f"flowguide {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`flowguide inspect ... | head`): stop quietly like other Unix
+        # tools; output still buffered must not raise again when Python flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe stopped
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@ import json
 
 from flowguide.config import validate_config
 from flowguide.train.methods import needs_masks
+from flowguide.utils.cluster import check_requests, largest_node
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 
@@ -176,6 +177,14 @@ def gpu_resource(rule):
     return n if config["cluster"]["gpu_request"] == "gpu" else 0
 
 
+def gpu_model_resource(rule):
+    """`gpu_model` next to `gpu` (the plugin then sends --gpus=<model>:N); empty without GPUs."""
+    model = config["cluster"]["gpu_model"]
+    if config["cluster"]["gpu_request"] != "gpu" or rule_gpus(rule) == 0 or not model:
+        return ""
+    return model
+
+
 def gres_resource(rule):
     n = rule_gpus(rule)
     if config["cluster"]["gpu_request"] != "gres" or n == 0:
@@ -186,3 +195,31 @@ def gres_resource(rule):
 
 def res(rule, key):
     return config["cluster"]["rules"][rule][key]
+
+
+GPU_RULES = ("flow", "segment", "train", "evaluate", "explain")
+
+
+def check_cluster_requests():
+    """Under the SLURM executor, refuse requests (GPUs, memory, CPUs) no node can satisfy,
+    once, before submitting: sbatch's refusal would count as a failed job and be retried.
+    Called when the run starts: the executor is not known while the Snakefile is parsed."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    model = config["cluster"]["gpu_model"]
+    largest = largest_node(model)
+    if largest is None:
+        return
+    requests = {}
+    for rule, declared in config["cluster"]["rules"].items():
+        requests[rule] = {
+            "gpus": rule_gpus(rule) if rule in GPU_RULES else 0,
+            "mem_mb": declared["mem_mb"],
+            "cpus_per_task": declared["cpus_per_task"],
+        }
+    check_requests(requests, largest, model)
+
+
+onstart:
+    check_cluster_requests()

@@ -42,6 +42,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
         cpus_per_task=res("evaluate", "cpus_per_task"),
         gpu=gpu_resource("evaluate"),
+        gpu_model=gpu_model_resource("evaluate"),
         gres=gres_resource("evaluate"),
     params:
         options=options("evaluate"),

@@ -30,6 +30,7 @@ rule explain:
         runtime=res("explain", "runtime"),
         cpus_per_task=res("explain", "cpus_per_task"),
         gpu=gpu_resource("explain"),
+        gpu_model=gpu_model_resource("explain"),
         gres=gres_resource("explain"),
     params:
         options=explain_options(),

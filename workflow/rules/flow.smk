@@ -16,6 +16,7 @@ rule flow:
         runtime=res("flow", "runtime"),
         cpus_per_task=res("flow", "cpus_per_task"),
         gpu=gpu_resource("flow"),
+        gpu_model=gpu_model_resource("flow"),
         gres=gres_resource("flow"),
     params:
         options=options("flow"),

@@ -17,6 +17,7 @@ rule segment:
         runtime=res("segment", "runtime"),
         cpus_per_task=res("segment", "cpus_per_task"),
         gpu=gpu_resource("segment"),
+        gpu_model=gpu_model_resource("segment"),
         gres=gres_resource("segment"),
     params:
         options=options("segment"),

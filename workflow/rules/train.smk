@@ -28,6 +28,7 @@ rule train:
         runtime=res("train", "runtime"),
         cpus_per_task=res("train", "cpus_per_task"),
         gpu=gpu_resource("train"),
+        gpu_model=gpu_model_resource("train"),
         gres=gres_resource("train"),
     params:
         options=lambda wildcards: run_options(wildcards.run),

@@ -29,7 +29,7 @@ class EvaluationInputs:
     model_fn: Callable[[torch.Tensor], torch.Tensor]
     batches: Iterator[Batch]
     num_classes: int
-    total: int
+    total: int  # number of batches
     alpha: int
     cam_fn: Callable
     extra_maps_fn: Callable | None
@@ -56,7 +56,7 @@ def load_for_evaluation(
         model_fn=trained.model_fn,
         batches=device_batches,
         num_classes=trained.num_classes,
-        total=sum(len(d) for d in datasets),
+        total=sum(len(loader) for loader in loaders),  # batches: what the progress bar steps
         alpha=trained.alpha,
         cam_fn=slowfast_cam_fn(trained.backbone, trained.alpha, trained.model_fn),
         extra_maps_fn=trained.attention_maps if trained.abn else None,

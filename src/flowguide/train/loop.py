@@ -19,7 +19,9 @@ the model: ``model_spec``, ``abn_spec`` (null unless Object-ABN), ``alpha``, ``T
 ``num_classes``, ``transform``; see flowguide.modeling.trained) goes atomically to
 ``<out>/last.pt``; a rerun with the same inputs and options resumes from it and ends with the
 same weights as an uninterrupted run. When training ends, ``checkpoint.pt`` (the same state),
-``metrics.csv`` and ``timing.json`` are written and ``last.pt`` is removed.
+``metrics.csv`` and ``timing.json`` are written and ``last.pt`` is kept: when a scheduler marks a
+job that finished just past its time limit as failed, Snakemake deletes the declared outputs, and
+the retry rebuilds them from ``last.pt`` without training again.
 
 Several processes (torchrun; ``flowguide train --gpus N`` or ``--nproc N`` relaunches itself
 under ``torch.distributed.run``): each epoch's single-process schedule of loader batches (the
@@ -788,7 +790,6 @@ def train(
         final = load_checkpoint(state_path)
         save_checkpoint(out_dir / FINAL_NAME, final)
         write_outputs(out_dir, metrics, dev)
-        state_path.unlink()
     ddp.barrier()
     return TrainResult(out_dir, epochs_run, start_epoch, metrics, model, ddp.world_size)
 
