@@ -25,7 +25,9 @@ import torch
 from test_train_data import make_dataset
 from test_train_loop import TINY
 
-from flowguide.train.loop import batch_plan, load_checkpoint, train
+from flowguide.train.checkpoint import load_checkpoint
+from flowguide.train.loop import train
+from flowguide.train.schedule import batch_plan
 
 OPTIONS = {
     **TINY,

@@ -23,7 +23,6 @@ from flowguide.modeling.abn import (
 from flowguide.modeling.gradcam import PathwayRecorder, pathway_blocks
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, forward_clip
 from flowguide.train.losses import (
-    WorstPerformerTracker,
     dice_loss,
     input_gradient,
     mask_pathways,
@@ -32,6 +31,7 @@ from flowguide.train.losses import (
     rrr_ogl_terms,
     rrr_penalty,
 )
+from flowguide.train.worst import WorstPerformerTracker
 
 ALPHA = 4
 

@@ -26,9 +26,11 @@ from flowguide.modeling.slowfast import (
     pack_pathways,
 )
 from flowguide.modeling.trained import load_trained
-from flowguide.train.loop import _init_model, load_checkpoint, train, train_options
+from flowguide.train.checkpoint import load_checkpoint
+from flowguide.train.loop import _init_model, train
 from flowguide.train.losses import ogl_dice_terms, rrr_gradcam_terms, rrr_ogl_terms
 from flowguide.train.methods import METHODS, MethodError, TrainContext, create_method
+from flowguide.train.options import train_options
 
 GUIDED = ("ogl_dice", "rrr_ogl", "rrr_gradcam", "abn")
 SPEC = SlowFastSpec(num_classes=2, depth=18, stem_width=16, dropout=0.0)

@@ -13,18 +13,9 @@ import torch
 from test_train_data import make_dataset
 
 from flowguide.modeling.slowfast import HEAD_PREFIX, SlowFastSpec, build_slowfast
-from flowguide.train.loop import (
-    TrainingError,
-    WarmupCosine,
-    _init_model,
-    accumulate_batch,
-    class_weights,
-    group_sizes,
-    load_checkpoint,
-    train,
-    train_options,
-    weighted_ce,
-)
+from flowguide.train.checkpoint import load_checkpoint
+from flowguide.train.errors import TrainingError
+from flowguide.train.loop import _init_model, train
 from flowguide.train.methods import (
     METHODS,
     Method,
@@ -33,6 +24,9 @@ from flowguide.train.methods import (
     create_method,
     register_method,
 )
+from flowguide.train.options import train_options
+from flowguide.train.schedule import WarmupCosine, group_sizes
+from flowguide.train.step import accumulate_batch, class_weights, weighted_ce
 from flowguide.utils.checkpoints import MissingWeightsError
 
 TINY = {

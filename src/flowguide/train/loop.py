@@ -44,16 +44,13 @@ so with dropout a W-process run is a different, equally valid, draw.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import os
 import random
 import statistics
-import time
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,461 +58,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from flowguide.clips.dataset import (
     ClipDataset,
     split_by_mask_availability,
     worker_init_fn,
 )
-from flowguide.clips.transforms import ClipTransform, TransformSpec
+from flowguide.clips.transforms import ClipTransform
 from flowguide.modeling.abn import ObjectABN
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
+from flowguide.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    FINAL_NAME,
+    STATE_NAME,
+    load_checkpoint,
+    rng_state,
+    run_fingerprint,
+    save_checkpoint,
+    set_rng_state,
+)
+from flowguide.train.distributed import broadcast_state, distributed_from_env, setup_distributed
+from flowguide.train.epoch import evaluate_accuracy, run_epoch
+from flowguide.train.errors import TrainingError
 from flowguide.train.methods import Method, TrainContext, create_method
-from flowguide.utils.atomic import atomic_path, atomic_write_text
-from flowguide.utils.checkpoints import load_weights
-from flowguide.utils.device import resolve_device
-from flowguide.utils.failures import FlowguideError
+from flowguide.train.options import model_spec, train_options, transform_spec
+from flowguide.train.schedule import (
+    WarmupCosine,
+    accumulation_steps,
+    batch_plan,
+    epoch_order,
+    group_sizes,
+)
+from flowguide.train.step import class_weights
+from flowguide.utils.atomic import atomic_write_text
 from flowguide.utils.manifest import read_manifest
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "flowguide.train/1"
-STATE_NAME = "last.pt"
-FINAL_NAME = "checkpoint.pt"
-# Options that change neither the data nor the arithmetic: a resume may differ in them.
-NOT_FINGERPRINTED = ("num_workers", "tensorboard", "methods", "T")
-
-
-class TrainingError(FlowguideError):
-    """Training cannot go on (a non-finite loss, no training clips, ...)."""
-
-
-# --- options ---------------------------------------------------------------------------------
-
-
-def train_options(partial: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config's ``train`` section with the schema's defaults filled in, validated."""
-    from flowguide.config import validate_config
-
-    config = validate_config({"dataset": {"kind": "synthdive"}, "train": dict(partial or {})})
-    return config["train"]
-
-
-def transform_spec(options: Mapping[str, Any], method: Method) -> TransformSpec:
-    t, ra = options["transform"], options["randaugment"]
-    return TransformSpec(
-        short_side_min=t["short_side_min"],
-        short_side_max=t["short_side_max"],
-        crop=t["crop"],
-        eval_short_side=t["eval_short_side"],
-        eval_crop=t["eval_crop"],
-        mean=tuple(t["mean"]),
-        std=tuple(t["std"]),
-        hflip_p=t["hflip_p"],
-        randaugment=method.randaugment,
-        randaug_magnitude=ra["magnitude"],
-        randaug_num_layers=ra["num_layers"],
-        randaug_prob=ra["prob"],
-        ogl_p=method.ogl_p,
-    )
-
-
-def model_spec(options: Mapping[str, Any], num_classes: int) -> SlowFastSpec:
-    m = options["model"]
-    return SlowFastSpec(
-        num_classes=num_classes,
-        depth=m["depth"],
-        alpha=m["alpha"],
-        beta_inv=m["beta_inv"],
-        stem_width=m["stem_width"],
-        dropout=m["dropout"],
-    )
-
-
-# --- loss pieces -----------------------------------------------------------------------------
-
-
-def class_weights(labels: Iterable[int], num_classes: int) -> torch.Tensor:
-    """``w_i = 1 - n_i / N`` over the training clips (a class with no clip gets 1)."""
-    counts = np.bincount(np.asarray(list(labels), dtype=np.int64), minlength=num_classes)
-    return torch.tensor(1.0 - counts / counts.sum(), dtype=torch.float32)
-
-
-def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ``w_{y_n} * CE_n`` (see the module docstring)."""
-    return (F.cross_entropy(logits, labels, reduction="none") * weights[labels]).mean()
-
-
-class WarmupCosine:
-    """LR factor (of ``base_lr``) at optimiser step ``step``; a class so LambdaLR can save it."""
-
-    def __init__(
-        self,
-        base_lr: float,
-        start_lr: float,
-        warmup_steps: int,
-        total_steps: int,
-        schedule: str = "cosine",
-    ) -> None:
-        self.base_lr = base_lr
-        self.start_lr = start_lr
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-        self.schedule = schedule
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            lr = self.start_lr + (self.base_lr - self.start_lr) * step / self.warmup_steps
-            return lr / self.base_lr
-        if self.schedule == "constant":
-            return 1.0
-        span = max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
-
-
-def accumulation_steps(batch_size: int, loader_batch_size: int) -> int:
-    if batch_size % loader_batch_size:
-        raise TrainingError(
-            f"train.batch_size {batch_size} must be a multiple of "
-            f"train.loader_batch_size {loader_batch_size}"
-        )
-    return batch_size // loader_batch_size
-
-
-def group_sizes(n_samples: int, loader_batch_size: int, k: int) -> list[int]:
-    """Samples per optimiser step in one epoch (groups of k loader batches, the last shorter)."""
-    batches = [
-        min(loader_batch_size, n_samples - start)
-        for start in range(0, n_samples, loader_batch_size)
-    ]
-    return [sum(batches[i : i + k]) for i in range(0, len(batches), k)]
-
-
-@dataclass
-class BatchStats:
-    n: int
-    correct: int
-    terms: dict[str, float]  # per-batch means
-
-
-def accumulate_batch(
-    model: nn.Module,
-    method: Method,
-    batch: dict[str, Any],
-    ctx: TrainContext,
-    group_size: int,
-) -> BatchStats:
-    """Forward one loader batch, add its share ``b / group_size`` of the loss gradient."""
-    clip = batch["clip"].to(ctx.device, non_blocking=True)
-    labels = batch["label"].to(ctx.device, non_blocking=True)
-    if method.needs_input_grad:
-        clip.requires_grad_(True)
-    batch = {**batch, "clip": clip, "label": labels}
-    if "mask" in batch:
-        batch["mask"] = batch["mask"].to(ctx.device, non_blocking=True)
-    logits = method.forward(model, clip, ctx)
-    terms = {"ce": method.ce_weight * weighted_ce(logits, labels, ctx.class_weights)}
-    for name, value in method.loss_terms(model, batch, logits, ctx).items():
-        if name in terms:
-            raise TrainingError(f"method {method.name} returns a loss term named {name!r} twice")
-        terms[name] = value
-    values = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).cpu()
-    for name, value in zip(terms, values.tolist(), strict=True):
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"loss term {name!r} is {value} (epoch {ctx.epoch + 1}, loader batch "
-                f"{ctx.global_batch}); training stopped, the last good checkpoint is kept"
-            )
-    b = clip.shape[0]
-    (sum(terms.values()) * (b / group_size)).backward()
-    correct = int((logits.detach().argmax(1) == labels).sum())
-    return BatchStats(n=b, correct=correct, terms=dict(zip(terms, values.tolist(), strict=True)))
-
-
-# --- RNG and checkpoints ---------------------------------------------------------------------
-
-
-def rng_state() -> dict[str, Any]:
-    """All RNG states as tensors and plain types (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {
-            "version": py_version,
-            "internal": torch.tensor(py_internal, dtype=torch.int64),
-            "gauss_next": py_gauss,
-        },
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"].tolist()), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    state = load_weights(path, "training checkpoint")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise FlowguideError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
-    return state
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def run_fingerprint(
-    manifest: Path, masks: list[Path], method: Method, num_samples: int, options: Mapping
-) -> str:
-    """Identifies what a resumable state was trained on; a mismatch means start afresh."""
-    described = {
-        "method": method.name,
-        "method_options": method.options,
-        "T": num_samples,
-        "options": {k: v for k, v in options.items() if k not in NOT_FINGERPRINTED},
-        "manifest": file_sha256(manifest),
-        "masks": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in masks],
-    }
-    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
-
-
-# --- processes --------------------------------------------------------------------------------
-
-
-@dataclass
-class Distributed:
-    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def gather(self, obj: Any) -> list[Any]:
-        """Every process's ``obj`` in rank order (``[obj]`` alone)."""
-        if not self.active:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        if self.active:
-            dist.barrier()
-
-
-def distributed_from_env() -> Distributed:
-    """torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed()
-    return Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def setup_distributed(device: str, ddp: Distributed) -> torch.device:
-    """The process's device; initialises the process group (NCCL on CUDA, gloo on the CPU)."""
-    if not ddp.active:
-        return resolve_device(device)  # a claimed free GPU for auto/cuda (utils.device)
-    use_cuda = device != "cpu" and torch.cuda.is_available()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"--device {device}: CUDA is not available for a distributed run")
-    if use_cuda:
-        dev = torch.device("cuda", ddp.local_rank)  # torchrun's processes share the job's GPUs
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return dev
-
-
-def batch_plan(
-    n_samples: int, loader_batch_size: int, k: int, world_size: int, rank: int,
-    order: list[int],
-) -> tuple[list[list[int]], list[int], list[int]]:  # fmt: skip
-    """This process's loader batches, how many of them fall in each optimiser group, and the
-    groups' global sizes; the single-process schedule split by loader batch (module docstring).
-    """
-    if k % world_size:
-        raise TrainingError(
-            f"train.batch_size must be a multiple of {world_size} processes x "
-            f"train.loader_batch_size (accumulation over {k} loader batches does not split)"
-        )
-    batches = [order[s : s + loader_batch_size] for s in range(0, n_samples, loader_batch_size)]
-    mine: list[list[int]] = []
-    per_group: list[int] = []
-    sizes: list[int] = []
-    for g in range(0, len(batches), k):
-        group = batches[g : g + k]
-        sizes.append(sum(len(b) for b in group))
-        share = np.array_split(np.arange(len(group)), world_size)[rank]
-        mine += [group[i] for i in share]
-        per_group.append(len(share))
-    return mine, per_group, sizes
-
-
-def epoch_order(n_samples: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
-    """The epoch's sample order, from (seed, epoch) alone: equal in every process."""
-    if not shuffle:
-        return list(range(n_samples))
-    generator = torch.Generator()
-    generator.manual_seed(int(np.random.SeedSequence([seed, epoch, 7]).generate_state(1)[0]))
-    return torch.randperm(n_samples, generator=generator).tolist()
-
-
-def sync_gradients(model: nn.Module, ddp: Distributed) -> None:
-    """Sum the gradients over the processes (one flat all-reduce per dtype)."""
-    if not ddp.active:
-        return
-    params = [p for p in model.parameters() if p.requires_grad]
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX)  # a grad on any process: zeros where missing
-    dev = params[0].device
-    if dev.type == "cuda":
-        has = has.to(dev)
-    for p, flag in zip(params, has.cpu().tolist(), strict=True):
-        if flag and p.grad is None:
-            p.grad = torch.zeros_like(p)
-    _all_reduce_flat([p.grad for p in params if p.grad is not None], average=False)
-
-
-class RunningStatsSync:
-    """BatchNorm running statistics of a W-process step equal to one process's.
-
-    One process applies the B/B_l loader batches' EMA updates in turn; here each process applies
-    its own to the state at the step's start r0. The EMA is linear, so process p's contribution
-    c_p = r_p - (1 - m)^{n_p} r0 is recovered and the single-process chain rebuilt in rank
-    order: r = (1 - m)^{N} r0 + sum_p (1 - m)^{n_{p+1} + ... + n_W} c_p. Layers with
-    ``momentum=None`` (a cumulative average) get the mean of the processes' statistics.
-    """
-
-    def __init__(self, model: nn.Module, ddp: Distributed) -> None:
-        self.ddp = ddp
-        self.layers = [
-            m
-            for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-        ]
-        self._start: list[tuple[torch.Tensor, ...]] = []
-
-    def begin(self) -> None:
-        if self.ddp.active:
-            self._start = [
-                (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-                for m in self.layers
-            ]
-
-    def finish(self) -> None:
-        if not self.ddp.active or not self.layers:
-            return
-        world = self.ddp.world_size
-        counts = torch.stack([m.num_batches_tracked - s[2] for m, s in zip(self.layers,
-                              self._start, strict=True)]).to(torch.float64)  # fmt: skip
-        stats = torch.cat([torch.cat([m.running_mean, m.running_var]) for m in self.layers])
-        all_counts = [torch.zeros_like(counts) for _ in range(world)]
-        all_stats = [torch.zeros_like(stats) for _ in range(world)]
-        dist.all_gather(all_counts, counts)
-        dist.all_gather(all_stats, stats)
-        offset = 0
-        for i, (layer, (mean0, var0, nbt0)) in enumerate(zip(self.layers, self._start,
-                                                             strict=True)):  # fmt: skip
-            c = layer.running_mean.numel()
-            per_rank = [s[offset : offset + 2 * c].double() for s in all_stats]
-            offset += 2 * c
-            n = [int(all_counts[r][i]) for r in range(world)]
-            r0 = torch.cat([mean0, var0]).double()
-            if layer.momentum is None:
-                combined = torch.stack(per_rank).mean(0)
-            else:
-                keep = 1.0 - layer.momentum
-                combined = keep ** sum(n) * r0
-                for r in range(world):
-                    contribution = per_rank[r] - keep ** n[r] * r0
-                    combined = combined + keep ** sum(n[r + 1 :]) * contribution
-            layer.running_mean.copy_(combined[:c])
-            layer.running_var.copy_(combined[c:])
-            layer.num_batches_tracked.copy_(nbt0 + sum(n))
-
-
-def broadcast_state(model: nn.Module, ddp: Distributed) -> None:
-    """Process 0's parameters and buffers everywhere (the start of a run)."""
-    if ddp.active:
-        for tensor in [*model.parameters(), *model.buffers()]:
-            dist.broadcast(tensor.data, src=0)
-
-
-def _all_reduce_flat(tensors: list[torch.Tensor], average: bool) -> None:
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = defaultdict(list)
-    for t in tensors:
-        by_dtype[t.dtype].append(t)
-    world = dist.get_world_size()
-    for group in by_dtype.values():
-        flat = torch.cat([t.reshape(-1) for t in group])
-        dist.all_reduce(flat)
-        if average:
-            flat /= world
-        offset = 0
-        for t in group:
-            t.copy_(flat[offset : offset + t.numel()].view_as(t))
-            offset += t.numel()
-
-
-def reduce_sums(values: dict[str, float], ddp: Distributed) -> dict[str, float]:
-    """Sum counters over the processes, keys in first-seen order (a process may lack some)."""
-    if not ddp.active:
-        return values
-    total: dict[str, float] = {}
-    for part in ddp.gather(values):
-        for key, value in part.items():
-            total[key] = total.get(key, 0.0) + value
-    return total
-
-
-# --- the run ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -565,20 +145,6 @@ def _init_model(spec: SlowFastSpec, method: Method, options: Mapping) -> tuple[n
             method.name,
         )
     return method.wrap_model(model), init
-
-
-def evaluate_accuracy(
-    model: nn.Module, method: Method, loader: DataLoader, ctx: TrainContext
-) -> float:
-    model.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for batch in loader:
-            logits = method.forward(model, batch["clip"].to(ctx.device), ctx)
-            correct += int((logits.argmax(1).cpu() == batch["label"]).sum())
-            total += len(batch["label"])
-    model.train()
-    return correct / max(1, total)
 
 
 def write_outputs(out_dir: Path, metrics: list[dict[str, Any]], device: torch.device) -> None:
@@ -819,66 +385,3 @@ def _tensorboard(out_dir: Path, options: Mapping):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-
-
-def run_epoch(
-    model: nn.Module,
-    method: Method,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loader: DataLoader,
-    per_group: list[int],
-    sizes: list[int],
-    ctx: TrainContext,
-    ddp: Distributed | None = None,
-) -> dict[str, Any]:
-    """One epoch: for each optimiser group, this process's ``per_group[g]`` loader batches (each
-    scaled by b / ``sizes[g]``), the gradients summed over the processes, one optimiser step."""
-    ddp = ddp or Distributed()
-    start = time.perf_counter()
-    sums: dict[str, float] = defaultdict(float)
-    n = correct = 0
-    lr = optimizer.param_groups[0]["lr"]
-    optimizer.zero_grad(set_to_none=True)
-    batches = iter(loader)
-    running_stats = RunningStatsSync(model, ddp)
-    bar = tqdm(total=len(loader), desc=f"epoch {ctx.epoch + 1}", unit="batch", leave=False,
-               disable=None if ddp.is_main else True)  # fmt: skip
-    for count, size in zip(per_group, sizes, strict=True):
-        running_stats.begin()
-        for _ in range(count):
-            stats = accumulate_batch(model, method, next(batches), ctx, size)
-            ctx.global_batch += 1
-            n += stats.n
-            correct += stats.correct
-            for name, value in stats.terms.items():
-                sums[name] += value * stats.n
-            bar.update(1)
-            bar.set_postfix(loss=f"{sum(stats.terms.values()):.3f}")
-        sync_gradients(model, ddp)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        running_stats.finish()
-        method.end_step(ctx)
-    bar.close()
-    seconds = time.perf_counter() - start
-    totals = reduce_sums({"n": n, "correct": correct, **{f"t_{k}": v for k, v in sums.items()}},
-                         ddp)  # fmt: skip
-    n, correct = int(totals.pop("n")), int(totals.pop("correct"))
-    sums = {key[2:]: v for key, v in totals.items()}
-    row: dict[str, Any] = {"epoch": ctx.epoch + 1, "loss": sum(sums.values()) / max(1, n)}
-    row.update({f"loss_{name}": total / max(1, n) for name, total in sums.items()})
-    row.update(
-        {
-            "accuracy": correct / max(1, n),
-            "lr": lr,
-            "seconds": seconds,
-            "clips_per_second": n / seconds,
-        }
-    )
-    extra = ddp.gather(method.epoch_metrics())
-    for name in dict.fromkeys(key for e in extra for key in e):
-        row[name] = float(np.mean([e[name] for e in extra if name in e]))
-    return row

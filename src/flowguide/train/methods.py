@@ -333,7 +333,7 @@ class RRRGradCAM(_RecorderMethod):
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def prepare(self, model_spec: SlowFastSpec, num_train: int) -> None:
-        from flowguide.train.losses import WorstPerformerTracker
+        from flowguide.train.worst import WorstPerformerTracker
 
         self.tracker = WorstPerformerTracker(
             num_train, float(self.options["percentile"]), float(self.options["momentum"])
