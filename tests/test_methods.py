@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from test_train_data import make_dataset
 from test_train_loop import TINY
 
+from flowguide.config import ConfigError
 from flowguide.modeling.abn import ABNLossWeights, abn_loss_terms, map_entropy
 from flowguide.modeling.slowfast import (
     FAST,
@@ -87,10 +88,24 @@ def _close(a: dict, b: dict) -> None:
         assert torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-7), key
 
 
-def test_ogl_dice_terms_and_beta():
-    method, model = _setup("ogl_dice", {"alpha": 0.25})
-    assert method.ce_weight == 0.75  # beta defaults to 1 - alpha
-    assert create_method("ogl_dice", {"ogl_dice": {"alpha": 0.25, "beta": 0.4}}).ce_weight == 0.4
+def test_ogl_dice_terms_and_weights_named_for_what_they_weigh():
+    method, model = _setup("ogl_dice", {"dice_weight": 0.25})
+    assert (method.dice_weight, method.ce_weight) == (0.25, 0.75)  # ce_weight null: 1 - dice
+    both = create_method("ogl_dice", {"ogl_dice": {"dice_weight": 0.25, "ce_weight": 0.4}})
+    assert (both.dice_weight, both.ce_weight) == (0.25, 0.4)
+    # Section 5.2's alpha is the CE weight: alpha = 0 leaves only the Dice loss.
+    fig52 = create_method("ogl_dice", {"ogl_dice": {"ce_weight": 0.0}})
+    assert (fig52.dice_weight, fig52.ce_weight) == (1.0, 0.0)
+    assert (create_method("ogl_dice").dice_weight, create_method("ogl_dice").ce_weight) == (
+        0.5,
+        0.5,
+    )
+    for bad in ({"dice_weight": 2.0}, {"ce_weight": 1.5}, {"dice_weight": -0.1, "ce_weight": 1}):
+        with pytest.raises(MethodError, match="ogl_dice"):
+            create_method("ogl_dice", {"ogl_dice": bad})
+        with pytest.raises(ConfigError, match="method_options.ogl_dice"):  # the schema too
+            train_options({"method_options": {"ogl_dice": bad}})
+    train_options({"method_options": {"ogl_dice": {"dice_weight": 2.0, "ce_weight": 1.0}}})
     hooks, batch, ctx = _Hooks(model), _batch(), _ctx()
     logits = method.forward(model, batch["clip"], ctx)
     terms = method.loss_terms(model, batch, logits, ctx)
@@ -168,7 +183,7 @@ def test_options_are_checked_and_init_is_kinetics():
     with pytest.raises(MethodError, match="abn.weights"):
         create_method("abn", {"abn": {"weights": {"nope": 1}}})
     defaults = train_options({})["method_options"]
-    assert defaults["ogl_dice"] == {"alpha": 0.5, "beta": None}
+    assert defaults["ogl_dice"] == {"dice_weight": None, "ce_weight": None}
     assert defaults["rrr_gradcam"]["percentile"] == 10 and defaults["abn"]["width"] == 256
     assert all(METHODS[name].init == "kinetics" for name in GUIDED)
     assert [METHODS[n].needs_masks for n in GUIDED] == [True, True, False, True]

@@ -25,7 +25,7 @@ from flowguide.train.methods import (
     register_method,
 )
 from flowguide.train.options import train_options
-from flowguide.train.schedule import WarmupCosine, group_sizes
+from flowguide.train.schedule import LRSchedule, group_sizes
 from flowguide.train.step import accumulate_batch, class_weights, weighted_ce
 from flowguide.utils.checkpoints import MissingWeightsError
 
@@ -59,8 +59,14 @@ def test_class_weights_follow_the_formula():
     assert torch.allclose(weighted_ce(logits, y, got), manual)
 
 
+def test_default_schedule_is_the_thesis_warmup_then_constant():
+    assert train_options({})["lr_schedule"] == "constant"
+    s = LRSchedule(base_lr=0.1, start_lr=0.01, warmup_steps=4, total_steps=14)
+    assert [round(0.1 * s(i), 6) for i in (0, 2, 4, 9, 14, 40)] == [0.01, 0.055, 0.1, 0.1, 0.1, 0.1]
+
+
 def test_warmup_then_cosine_and_group_sizes():
-    s = WarmupCosine(base_lr=0.1, start_lr=0.01, warmup_steps=4, total_steps=14)
+    s = LRSchedule(base_lr=0.1, start_lr=0.01, warmup_steps=4, total_steps=14, kind="cosine")
     assert [round(0.1 * s(i), 6) for i in range(5)] == [0.01, 0.0325, 0.055, 0.0775, 0.1]
     assert math.isclose(0.1 * s(9), 0.1 * 0.5 * (1 + math.cos(math.pi * 5 / 10)))
     assert 0.1 * s(14) == pytest.approx(0.0, abs=1e-12)
@@ -125,7 +131,7 @@ def test_resumed_run_equals_an_uninterrupted_one(dataset, tmp_path):
     assert timing["seconds_per_epoch"] == pytest.approx(metrics["seconds"].tolist())
     # lr logged at the last optimiser step of each epoch: 6 clips, B_l 2, k 2 -> steps 0,1 | 2,3
     options = train_options(TINY)
-    sched = WarmupCosine(0.05, 0.01, 1, 4)
+    sched = LRSchedule(0.05, 0.01, 1, 4)  # the default: constant after warm-up
     assert metrics["lr"].tolist() == pytest.approx([0.05 * sched(1), 0.05 * sched(3)])
     assert options["lr"] == 0.05
 
@@ -158,7 +164,7 @@ def test_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(dat
 def test_tiny_model_overfits_a_handful_of_clips(dataset, tmp_path):
     manifest, _ = dataset
     options = {**TINY, "epochs": 10, "batch_size": 6, "loader_batch_size": 6, "lr": 0.05,
-               "schedule": "constant", "warmup": {"batches": 0},
+               "lr_schedule": "constant", "warmup": {"batches": 0},
                "model": {**TINY["model"], "dropout": 0.0},
                "transform": {**TINY["transform"], "short_side_max": 32,
                              "hflip_p": 0.0}}  # fmt: skip

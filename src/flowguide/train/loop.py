@@ -2,9 +2,10 @@
 
 Optimisation (thesis Section 4.6): SGD (lr 0.1, momentum 0.9, weight decay 1e-4); linear
 warm-up from ``warmup.start_lr`` to ``lr`` over the optimiser steps that cover the first
-``warmup.batches`` loader batches, then cosine decay to 0 over the remaining optimiser steps
-(``schedule: constant`` keeps ``lr``). The optimiser batch B is reached by gradient accumulation
-over ``k = B / B_l`` loader batches; the last group of an epoch may be shorter.
+``warmup.batches`` loader batches, then ``lr`` constant (the thesis gives no decay;
+``lr_schedule: cosine`` decays to 0 over the remaining optimiser steps). The optimiser batch
+B is reached by gradient accumulation over ``k = B / B_l`` loader batches; the last group of an
+epoch may be shorter.
 
 Loss: weighted cross-entropy with ``w_i = 1 - n_i / N`` (n_i training clips of class i), plus
 the method's named terms. Every term is normalised by the number of samples in the optimiser
@@ -85,7 +86,7 @@ from flowguide.train.errors import TrainingError
 from flowguide.train.methods import Method, TrainContext, create_method
 from flowguide.train.options import model_spec, train_options, transform_spec
 from flowguide.train.schedule import (
-    WarmupCosine,
+    LRSchedule,
     accumulation_steps,
     batch_plan,
     epoch_order,
@@ -229,12 +230,12 @@ def train(
             f"{ddp.world_size} processes x train.loader_batch_size {options['loader_batch_size']}"
         )
     warmup_steps = math.ceil(options["warmup"]["batches"] / k)
-    schedule = WarmupCosine(
+    schedule = LRSchedule(
         options["lr"],
         options["warmup"]["start_lr"],
         warmup_steps,
         len(groups) * options["epochs"],
-        options["schedule"],
+        options["lr_schedule"],
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 

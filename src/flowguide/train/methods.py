@@ -13,7 +13,7 @@ Contract of the hooks (all optional):
   ``batch`` holds ``clip`` (B,C,T,H,W; ``requires_grad`` when ``needs_input_grad``), ``label``
   (B,), ``index`` (B,) dataset positions (stable ids for per-sample statistics), ``vid_name``
   and, when ``needs_masks``, ``mask`` (B,T,H,W) bool aligned with the clip's pixels.
-- ``ce_weight``: factor on the weighted cross-entropy (default 1; OGL + Dice uses beta).
+- ``ce_weight``: factor on the weighted cross-entropy (default 1; OGL + Dice's ``ce_weight``).
 - ``wrap_model(model) -> model``: called once, before the optimiser is built.
 - ``state_dict()/load_state_dict()``: per-sample statistics kept across epochs; saved in every
   checkpoint (plain types and tensors only, so ``torch.load(weights_only=True)`` reads it).
@@ -92,7 +92,7 @@ class Method:
 
     @property
     def ce_weight(self) -> float:
-        """Factor on the weighted cross-entropy term (OGL + Dice: beta)."""
+        """Factor on the weighted cross-entropy term (OGL + Dice: its ``ce_weight``)."""
         return 1.0
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -246,32 +246,58 @@ class _RecorderMethod(Method):
 @register_method
 class OGLDice(_RecorderMethod):
     """Thesis 4.3.2: Dice between each pathway's differentiable GradCAM (true label) and the
-    diver mask, weighted alpha; the cross-entropy is weighted beta. The thesis swept alpha in
-    {0, 0.25, 0.5, 0.75} with beta = 1 - alpha, so beta null (the default) means 1 - alpha."""
+    diver mask, weighted ``dice_weight``; the cross-entropy weighted ``ce_weight``.
+
+    The thesis uses two conventions for its alpha: the equation of Section 4.3.2 puts alpha on
+    the Dice term (L = alpha * Dice + beta * CE), while Section 5.2 and Figure 5.2 put it on the
+    cross-entropy ("alpha = 0 ... leaving only the Dice loss"). The options are therefore named
+    for what they weigh. Either may be null, meaning 1 minus the other (both null: 0.5 each), so
+    a sweep over ``ce_weight`` draws Figure 5.2 on Section 5.2's axis with Dice = 1 - alpha.
+    """
 
     name = "ogl_dice"
     init = "kinetics"
     needs_masks = True
-    defaults = {"alpha": 0.5, "beta": None}
+    defaults = {"dice_weight": None, "ce_weight": None}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        _check_range(self.name, "alpha", self.options["alpha"], 0.0)
-        if self.options["beta"] is not None:
-            _check_range(self.name, "beta", self.options["beta"], 0.0)
+        self.dice_weight, self._ce_weight = ogl_dice_weights(
+            self.options["dice_weight"], self.options["ce_weight"]
+        )
 
     @property
     def ce_weight(self) -> float:
-        beta = self.options["beta"]
-        return float(1.0 - self.options["alpha"] if beta is None else beta)
+        return self._ce_weight
 
     def loss_terms(self, model, batch, logits, ctx):
         from flowguide.train.losses import ogl_dice_terms
 
         acts = self.take_activations()
         return ogl_dice_terms(
-            logits, batch["label"], acts, batch["mask"], ctx.alpha, float(self.options["alpha"])
+            logits, batch["label"], acts, batch["mask"], ctx.alpha, self.dice_weight
         )
+
+
+def ogl_dice_weights(dice: float | None, ce: float | None) -> tuple[float, float]:
+    """(Dice weight, CE weight) from the options; a null one is 1 minus the other, and no
+    weight may come out negative (dice_weight 2 with ce_weight null would give CE -1)."""
+    key = "train.method_options.ogl_dice"
+    for name, value in (("dice_weight", dice), ("ce_weight", ce)):
+        if value is not None:
+            _check_range("ogl_dice", name, value, 0.0)
+    if dice is None and ce is None:
+        return 0.5, 0.5
+    if dice is None or ce is None:
+        given, name = (ce, "ce_weight") if dice is None else (dice, "dice_weight")
+        if float(given) > 1.0:
+            other = "dice_weight" if dice is None else "ce_weight"
+            raise MethodError(
+                f"{key}.{name} = {given} with {other} null would make {other} = 1 - {given} < 0;"
+                f" set {other} explicitly"
+            )
+        return (1.0 - float(ce), float(ce)) if dice is None else (float(dice), 1.0 - float(dice))
+    return float(dice), float(ce)
 
 
 @register_method

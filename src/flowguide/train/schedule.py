@@ -11,8 +11,13 @@ import torch
 from flowguide.train.errors import TrainingError
 
 
-class WarmupCosine:
-    """LR factor (of ``base_lr``) at optimiser step ``step``; a class so LambdaLR can save it."""
+class LRSchedule:
+    """LR factor (of ``base_lr``) at optimiser step ``step``; a class so LambdaLR can save it.
+
+    Linear warm-up from ``start_lr`` to ``base_lr`` over ``warmup_steps``, then ``kind``:
+    "constant" (the default: the thesis, Section 4.6, gives the warm-up to 0.1 and no decay) or
+    "cosine" (decay to 0 at ``total_steps``; an option, not the thesis').
+    """
 
     def __init__(
         self,
@@ -20,19 +25,21 @@ class WarmupCosine:
         start_lr: float,
         warmup_steps: int,
         total_steps: int,
-        schedule: str = "cosine",
+        kind: str = "constant",
     ) -> None:
         self.base_lr = base_lr
         self.start_lr = start_lr
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
-        self.schedule = schedule
+        if kind not in ("constant", "cosine"):
+            raise ValueError(f"train.lr_schedule must be 'constant' or 'cosine', got {kind!r}")
+        self.kind = kind
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             lr = self.start_lr + (self.base_lr - self.start_lr) * step / self.warmup_steps
             return lr / self.base_lr
-        if self.schedule == "constant":
+        if self.kind == "constant":
             return 1.0
         span = max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
