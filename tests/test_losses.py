@@ -93,7 +93,7 @@ def test_ogl_dice_terms_equal_independent_computation():
     clip = torch.randn(3, 3, 8, 64, 64, generator=gen).double()
     labels = torch.tensor([0, 2, 3])
     mask = torch.rand(3, 8, 64, 64, generator=gen) > 0.6
-    mask[2] = False  # an empty mask: left out of the Dice mean
+    mask[2] = False  # no mask at all: adds 0, the sum divided by all 3 samples
     with PathwayRecorder(model) as rec:
         logits = forward_clip(model, clip, ALPHA)
         terms = ogl_dice_terms(logits, labels, rec.take(), mask, ALPHA, weight=0.5, eps=1e-6)
@@ -110,7 +110,7 @@ def test_ogl_dice_terms_equal_independent_computation():
             cam = up / (up.max() + 1e-6)
             inter = (cam * target[b]).sum()
             dices.append(1 - 2 * inter / (cam.sum() + target[b].sum() + 1e-6))
-        expected[name] = 0.25 * np.mean(dices)  # weight / 2 per pathway
+        expected[name] = 0.25 * np.sum(dices) / 3  # weight / 2 per pathway, / B
     for name, value in expected.items():
         assert terms[name].item() == pytest.approx(value, rel=1e-6)
 

@@ -5,10 +5,11 @@ Each ``*_terms`` function returns a dict of scalar tensors that a training metho
 
 * Dice (``dice_loss``): soft Dice per sample, 1 - 2 sum(P*T) / (sum(P) + sum(T) + eps), then the
   mean over samples. ``ogl_dice_terms`` computes it for the slow and the fast pathway and returns
-  ``alpha / 2`` times each, so the two terms sum to ``alpha * mean_pathway(Dice)``. Samples whose
-  diver mask is empty in every frame are left out of the mean (their Dice would be the constant
-  1 with no gradient); a batch with no mask at all gives 0. ``beta`` scales the cross-entropy:
-  the method multiplies its CE by ``beta`` (thesis: beta = 1 - alpha).
+  ``dice_weight / 2`` times each, so the two terms sum to ``dice_weight * mean_pathway(Dice)``.
+  Frames whose diver mask is empty carry no evidence and are left out of P and T; a sample with
+  no mask in any frame adds 0 (its Dice would be the constant 1 with no gradient), and the sum
+  is divided by the whole batch B, so accumulating loader batches gives the full batch's term.
+  The method scales its CE by ``ce_weight`` (see train.methods.OGLDice for the thesis' alpha).
 * RRR (Ross et al. 2017, thesis Eq. 4.1): g = d/dX sum_b sum_n log softmax(logits)_bn, taken with
   respect to the clip *before* pack_pathways (so both pathways count), create_graph=True. The
   penalty is lambda * (1/B) * sum_b sum_{c,t,h,w} (A * g)^2: a sum over the elements of each
@@ -17,7 +18,8 @@ Each ``*_terms`` function returns a dict of scalar tensors that a training metho
   scale with the clip's size. In train mode BatchNorm couples the samples of a batch, so g_b
   also carries the (small) effect of sample b on the others' log-probabilities, as in any
   batched implementation.
-* RRR + OGL: A = 1 - diver mask, broadcast over the colour channels (penalise the background).
+* RRR + OGL: A = 1 - diver mask, broadcast over the colour channels (penalise the background);
+  A = 0 in a frame whose mask is empty (no evidence, see clips.evidence).
 * RRR + GradCAM: A = (GradCAM > threshold) of the model's own, detached, normalised maps: the
   union of the slow map (upsampled over time to T) and the fast map, at the clip's resolution;
   by default GradCAM of the predicted class (the evidence behind a wrong prediction), only for
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from flowguide.clips.evidence import frame_evidence
 from flowguide.modeling.gradcam import (
     DEFAULT_EPS,
     gradcam_from_activations,
@@ -86,13 +89,15 @@ def ogl_dice_terms(
     maps = pathway_gradcam(
         logits, labels, activations, [t.shape[1:] for t in targets], create_graph=True, eps=eps
     )
-    has_mask = targets[1].flatten(1).amax(1) > 0
     terms = {}
     for name, cam, target in zip(("dice_slow", "dice_fast"), maps, targets, strict=True):
-        if has_mask.any():
-            dice = dice_loss(cam[has_mask], target[has_mask], eps)
-        else:
-            dice = cam.sum() * 0.0  # keeps the graph; no mask, no Dice
+        # Frames without a mask carry no evidence (clips.evidence): out of both P and T.
+        evidence = frame_evidence(target).to(cam.dtype)[:, :, None, None]
+        has_mask = evidence.flatten(1).amax(1) > 0
+        per_sample = dice_loss(cam * evidence, target * evidence, eps, reduction="none")
+        # Sum over the samples with a mask, / B: a loader batch's share does not depend on how
+        # many masked samples it holds, so accumulation gives the full batch's term.
+        dice = (per_sample * has_mask.to(per_sample.dtype)).sum() / cam.shape[0]
         terms[name] = 0.5 * weight * dice
     return terms
 
@@ -129,14 +134,17 @@ def rrr_penalty(
 
 
 def background_region(mask: torch.Tensor, clip_shape: Sequence[int]) -> torch.Tensor:
-    """1 - diver mask (B, T, H, W) as (B, 1, T, H, W), to broadcast over the colour channels."""
+    """1 - diver mask (B, T, H, W) as (B, 1, T, H, W), to broadcast over the colour channels;
+    0 in the frames whose mask is empty."""
     b, _, t, h, w = clip_shape
     if tuple(mask.shape) != (b, t, h, w):
         raise ValueError(
             f"RRR + OGL: the mask {tuple(mask.shape)} must match the clip's (B, T, H, W) "
             f"{(b, t, h, w)}; resize masks with the clip in the transform"
         )
-    return 1.0 - mask.float().unsqueeze(1)
+    # A frame without a mask carries no evidence (clips.evidence): nothing of it is penalised.
+    evidence = frame_evidence(mask).to(torch.float32)[:, :, None, None]
+    return ((1.0 - mask.float()) * evidence).unsqueeze(1)
 
 
 def rrr_ogl_terms(
