@@ -170,8 +170,14 @@ def test_rrr_ogl_equals_independent_sum():
     bg = 1.0 - mask.numpy()[:, None].astype(np.float64)  # same for every colour channel
     expected = 0.01 * sum(((bg[b] * g[b]) ** 2).sum() for b in range(2)) / 2
     assert term.item() == pytest.approx(expected, rel=1e-9)
+    # reduction "mean": per sample the mean over its 3*T*H*W = 12,288 elements, not the sum
+    mean = rrr_ogl_terms(logits, clip, mask, lam=0.01, reduction="mean")["rrr"]
+    per_element = [((bg[b] * g[b]) ** 2).mean() for b in range(2)]
+    assert mean.item() == pytest.approx(0.01 * sum(per_element) / 2, rel=1e-9)
     with pytest.raises(ValueError, match="must match"):
         rrr_ogl_terms(logits, clip, mask[:, :, :16], lam=0.01)
+    with pytest.raises(ValueError, match="reduction"):
+        rrr_ogl_terms(logits, clip, mask, lam=0.01, reduction="max")
 
 
 def test_rrr_term_alone_reaches_both_pathways():
@@ -195,9 +201,10 @@ def test_rrr_gradcam_penalises_only_selected_samples_inside_their_map():
     selected = torch.tensor([True, False, True])
     with PathwayRecorder(model) as rec:
         logits = forward_clip(model, clip, ALPHA)
-        term = rrr_gradcam_terms(
-            logits, labels, clip, rec.take(), selected, lam=0.1, threshold=0.5
-        )["rrr"]
+        rec_acts = rec.take()
+        term = rrr_gradcam_terms(logits, labels, clip, rec_acts, selected, lam=0.1, threshold=0.5)[
+            "rrr"
+        ]
 
     predicted = logits.detach().argmax(1)
     total = 0.0
@@ -213,6 +220,10 @@ def test_rrr_gradcam_penalises_only_selected_samples_inside_their_map():
         (g,) = torch.autograd.grad(F.log_softmax(logits[b], 0).sum(), clip, retain_graph=True)
         total += ((region * g[b]) ** 2).sum().item()
     assert term.item() == pytest.approx(0.1 * total / 3, rel=1e-8)
+    mean = rrr_gradcam_terms(
+        logits, labels, clip, rec_acts, selected, lam=0.1, threshold=0.5, reduction="mean"
+    )["rrr"]
+    assert mean.item() == pytest.approx(0.1 * total / (3 * 8 * 64 * 64) / 3, rel=1e-8)
 
     none = rrr_gradcam_terms(
         logits, labels, clip, [torch.zeros(1)] * 2, torch.zeros(3, dtype=torch.bool), lam=0.1

@@ -308,16 +308,33 @@ class RRROGL(Method):
     init = "kinetics"
     needs_masks = True
     needs_input_grad = True
-    defaults = {"lambda": 0.01}
+    defaults = {"lambda": 0.01, "reduction": "sum"}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         _check_range(self.name, "lambda", self.options["lambda"], 0.0)
+        _check_reduction(self.name, self.options["reduction"])
 
     def loss_terms(self, model, batch, logits, ctx):
         from flowguide.train.losses import rrr_ogl_terms
 
-        return rrr_ogl_terms(logits, batch["clip"], batch["mask"], float(self.options["lambda"]))
+        return rrr_ogl_terms(
+            logits,
+            batch["clip"],
+            batch["mask"],
+            float(self.options["lambda"]),
+            self.options["reduction"],
+        )
+
+
+def _check_reduction(method: str, value: Any) -> None:
+    from flowguide.train.losses import RRR_REDUCTIONS
+
+    if value not in RRR_REDUCTIONS:
+        raise MethodError(
+            f"train.method_options.{method}.reduction must be one of {RRR_REDUCTIONS}, "
+            f"got {value!r}"
+        )
 
 
 @register_method
@@ -341,6 +358,7 @@ class RRRGradCAM(_RecorderMethod):
         "momentum": 0.9,
         "threshold": 0.5,
         "cam_target": "predicted",
+        "reduction": "sum",
     }
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -350,6 +368,7 @@ class RRRGradCAM(_RecorderMethod):
         _check_range(self.name, "percentile", o["percentile"], 1e-9, 100.0)
         _check_range(self.name, "momentum", o["momentum"], 0.0, 0.999999)
         _check_range(self.name, "threshold", o["threshold"], 0.0, 1.0)
+        _check_reduction(self.name, o["reduction"])
         if o["cam_target"] not in ("predicted", "label"):
             raise MethodError(
                 f"train.method_options.{self.name}.cam_target must be 'predicted' or 'label', "
@@ -388,6 +407,7 @@ class RRRGradCAM(_RecorderMethod):
             float(self.options["lambda"]),
             float(self.options["threshold"]),
             self.options["cam_target"],
+            self.options["reduction"],
         )
         ce = F.cross_entropy(logits.detach(), batch["label"], reduction="none")
         self._pending.append((index.detach().cpu().long(), ce.cpu()))
