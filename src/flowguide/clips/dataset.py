@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from flowguide.clips.sampling import sample_indices
+from flowguide.clips.sampling import repeated_slots, sample_indices
 from flowguide.clips.transforms import (
     ClipTransform,
     TransformSpec,
@@ -88,8 +88,10 @@ class ClipDataset(Dataset):
         transform: ClipTransform,
         masks_dir: str | os.PathLike | None = None,
         seed: int = 0,
+        sampling: str = "stride",
     ) -> None:
         self.rows = rows.reset_index(drop=True)
+        self.sampling = sampling
         self.num_samples = num_samples
         self.transform = transform
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None
@@ -106,7 +108,9 @@ class ClipDataset(Dataset):
     def frame_indices(self, index: int, rng: np.random.Generator) -> np.ndarray:
         """Clip-relative indices (0 = the manifest's start_frame)."""
         n_frames = int(self.rows.at[index, "n_frames"])
-        return sample_indices(n_frames, self.num_samples, self.transform.training, rng)
+        return sample_indices(
+            n_frames, self.num_samples, self.transform.training, rng, self.sampling
+        )
 
     def read(self, index: int, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         row = self.rows.iloc[index]
@@ -132,6 +136,7 @@ class ClipDataset(Dataset):
             "index": index,
             "vid_name": str(self.rows.at[index, "vid_name"]),
             "frame_indices": torch.as_tensor(indices),  # clip-relative (0 = start_frame)
+            "repeated_slots": repeated_slots(indices),
         }
         if mask is not None:
             item["mask"] = mask
@@ -151,6 +156,7 @@ def evaluation_datasets(
     num_samples: int,
     transform: dict[str, Any],
     masks_dir: str | os.PathLike | None = None,
+    sampling: str = "stride",
 ) -> list[ClipDataset]:
     """Deterministic evaluation datasets for a trained model's stored ``transform`` settings:
     one for the clips that have diver masks (items carry ``mask``) and, when some clips have none
@@ -160,10 +166,10 @@ def evaluation_datasets(
     )
     clip_transform = ClipTransform(spec, training=False)
     if masks_dir is None:
-        return [ClipDataset(rows, num_samples, clip_transform)]
+        return [ClipDataset(rows, num_samples, clip_transform, sampling=sampling)]
     with_masks, without = split_by_mask_availability(rows, masks_dir)
-    datasets = [ClipDataset(with_masks, num_samples, clip_transform, masks_dir)]
+    datasets = [ClipDataset(with_masks, num_samples, clip_transform, masks_dir, sampling=sampling)]
     if len(without):
         log.warning("%d clips have no diver mask; evaluated without one", len(without))
-        datasets.append(ClipDataset(without, num_samples, clip_transform))
+        datasets.append(ClipDataset(without, num_samples, clip_transform, sampling=sampling))
     return [d for d in datasets if len(d)]

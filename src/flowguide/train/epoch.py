@@ -48,7 +48,7 @@ def run_epoch(
     ddp = ddp or Distributed()
     start = time.perf_counter()
     sums: dict[str, float] = defaultdict(float)
-    n = correct = 0
+    n = correct = repeated = slots = 0
     lr = optimizer.param_groups[0]["lr"]
     optimizer.zero_grad(set_to_none=True)
     batches = iter(loader)
@@ -62,6 +62,8 @@ def run_epoch(
             ctx.global_batch += 1
             n += stats.n
             correct += stats.correct
+            repeated += stats.repeated_slots
+            slots += stats.slots
             for name, value in stats.terms.items():
                 sums[name] += value * stats.n
             bar.update(1)
@@ -75,15 +77,19 @@ def run_epoch(
         method.end_step(ctx)
     bar.close()
     seconds = time.perf_counter() - start
-    totals = reduce_sums({"n": n, "correct": correct, **{f"t_{k}": v for k, v in sums.items()}},
+    counts = {"n": n, "correct": correct, "repeated": repeated, "slots": slots}
+    totals = reduce_sums({**counts, **{f"t_{k}": v for k, v in sums.items()}},
                          ddp)  # fmt: skip
     n, correct = int(totals.pop("n")), int(totals.pop("correct"))
+    repeated, slots = int(totals.pop("repeated")), int(totals.pop("slots"))
     sums = {key[2:]: v for key, v in totals.items()}
     row: dict[str, Any] = {"epoch": ctx.epoch + 1, "loss": sum(sums.values()) / max(1, n)}
     row.update({f"loss_{name}": total / max(1, n) for name, total in sums.items()})
     row.update(
         {
             "accuracy": correct / max(1, n),
+            # share of sampled slots repeating a frame (dynamic stride clamping, clips.sampling)
+            "repeated_slot_share": repeated / max(1, slots),
             "lr": lr,
             "seconds": seconds,
             "clips_per_second": n / seconds,

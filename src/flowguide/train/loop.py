@@ -67,6 +67,7 @@ from flowguide.clips.dataset import (
     split_by_mask_availability,
     worker_init_fn,
 )
+from flowguide.clips.sampling import repeated_slots, sample_indices
 from flowguide.clips.transforms import ClipTransform
 from flowguide.modeling.abn import ObjectABN
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
@@ -202,12 +203,14 @@ def train(
     spec = model_spec(options, num_classes)
     tspec = transform_spec(options, method)
     data_masks = masks_dir if method.needs_masks else None
+    sampling = options["sampling"]
     train_set = ClipDataset(
-        train_rows, num_samples, ClipTransform(tspec, True), data_masks, options["seed"]
+        train_rows, num_samples, ClipTransform(tspec, True), data_masks, options["seed"], sampling
     )
     eval_set = ClipDataset(
-        eval_rows, num_samples, ClipTransform(tspec, False), None, options["seed"]
+        eval_rows, num_samples, ClipTransform(tspec, False), None, options["seed"], sampling
     )
+    _log_repeated_slots(train_rows, num_samples, sampling)
 
     torch.manual_seed(options["seed"])
     np.random.seed(options["seed"] % 2**32)
@@ -256,7 +259,7 @@ def train(
             k2: list(v) if isinstance(v, tuple) else v
             for k2, v in dataclasses.asdict(tspec).items()
         },
-        "sampling": "dynamic temporal stride; eval offset 0; past-the-end indices clamped",
+        "sampling": sampling,  # clips.sampling: stride (thesis) | spread
         "class_weights": weights,
         "train_options": dict(options),
     }
@@ -378,6 +381,21 @@ def _keep_masked(train_rows: pd.DataFrame, eval_rows: pd.DataFrame, masks_dir, o
             "%d training clip(s) without diver masks dropped (see excluded.csv)", len(missing)
         )
     return kept_train, eval_rows
+
+
+def _log_repeated_slots(rows: pd.DataFrame, num_samples: int, sampling: str) -> None:
+    """How many slots repeat a frame at offset 0 (training offsets add to it): the thesis'
+    stride clamps past-the-end slots to the clip's last frame, frequent at large T."""
+    repeats = sum(
+        repeated_slots(sample_indices(int(n), num_samples, False, None, sampling))
+        for n in rows["n_frames"]
+    )
+    total = num_samples * len(rows)
+    log.info(
+        "sampling %s at T=%d: %d of %d slots (%.1f%%) repeat a frame at offset 0 "
+        "(per epoch: metrics.csv repeated_slot_share)",
+        sampling, num_samples, repeats, total, 100.0 * repeats / max(1, total),
+    )  # fmt: skip
 
 
 def _tensorboard(out_dir: Path, options: Mapping):

@@ -32,6 +32,8 @@ def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tenso
 class BatchStats:
     n: int
     correct: int
+    repeated_slots: int  # sampled slots repeating an earlier slot's frame (clips.sampling)
+    slots: int  # n * T
     terms: dict[str, float]  # per-batch means
 
 
@@ -66,4 +68,11 @@ def accumulate_batch(
     b = clip.shape[0]
     (sum(terms.values()) * (b / group_size)).backward()
     correct = int((logits.detach().argmax(1) == labels).sum())
-    return BatchStats(n=b, correct=correct, terms=dict(zip(terms, values.tolist(), strict=True)))
+    repeated = int(batch["repeated_slots"].sum()) if "repeated_slots" in batch else 0
+    return BatchStats(
+        n=b,
+        correct=correct,
+        repeated_slots=repeated,
+        slots=b * clip.shape[2],
+        terms=dict(zip(terms, values.tolist(), strict=True)),
+    )
