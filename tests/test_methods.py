@@ -250,12 +250,12 @@ def test_trains_end_to_end_and_load_trained_rebuilds_it(name, dataset, tmp_path)
 
 
 def test_rrr_gradcam_tracker_survives_resume(dataset, tmp_path):
-    manifest, _ = dataset
+    manifest, masks = dataset
     options = {**NO_DROPOUT, "method_options": {"rrr_gradcam": {"percentile": 50}}}
-    straight = train(manifest, None, "rrr_gradcam", 4, tmp_path / "a", options, "cpu")
-    train(manifest, None, "rrr_gradcam", 4, tmp_path / "b", options, "cpu", stop_after_epochs=1)
+    straight = train(manifest, masks, "rrr_gradcam", 4, tmp_path / "a", options, "cpu")
+    train(manifest, masks, "rrr_gradcam", 4, tmp_path / "b", options, "cpu", stop_after_epochs=1)
     torch.manual_seed(99)
-    resumed = train(manifest, None, "rrr_gradcam", 4, tmp_path / "b", options, "cpu")
+    resumed = train(manifest, masks, "rrr_gradcam", 4, tmp_path / "b", options, "cpu")
     assert resumed.resumed_from == 1
     a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in "ab")
     for key, value in a["model"].items():

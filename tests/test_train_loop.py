@@ -199,21 +199,21 @@ class _NanAtEpoch2(Method):
 
 
 def test_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(dataset, tmp_path):
-    manifest, _ = dataset
+    manifest, masks = dataset
     with pytest.raises(TrainingError, match="'exploding'"):
-        train(manifest, None, "_test_nan", 4, tmp_path, TINY, "cpu")
+        train(manifest, masks, "_test_nan", 4, tmp_path, TINY, "cpu")
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 1 and not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_tiny_model_overfits_a_handful_of_clips(dataset, tmp_path):
-    manifest, _ = dataset
+    manifest, masks = dataset
     options = {**TINY, "epochs": 10, "batch_size": 6, "loader_batch_size": 6, "lr": 0.05,
                "lr_schedule": "constant", "warmup": {"batches": 0},
                "model": {**TINY["model"], "dropout": 0.0},
                "transform": {**TINY["transform"], "short_side_max": 32,
                              "hflip_p": 0.0}}  # fmt: skip
-    result = train(manifest, None, "vanilla", 4, tmp_path, options, "cpu")
+    result = train(manifest, masks, "vanilla", 4, tmp_path, options, "cpu")
     losses = [m["loss"] for m in result.metrics]
     assert result.metrics[-1]["accuracy"] == 1.0
     assert min(losses[-3:]) < 0.2 * losses[0]
@@ -276,3 +276,37 @@ def test_cli_trains_and_writes_the_rule_outputs(dataset, tmp_path):
     assert main(argv) == 0
     assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "metrics.csv", "timing.json"}
     assert main([*argv[:6], "nope", *argv[7:]]) == 2  # unknown method: a clear error, exit 2
+
+
+def test_every_method_trains_on_the_same_clips_by_default(dataset, tmp_path):
+    """clip_set common (the default): a clip without a mask is left out for the baselines too;
+    clip_set own keeps it for them. Counts against the manifest and the shard, read here."""
+    import shutil
+
+    import h5py
+
+    manifest, masks = dataset
+    own_masks = tmp_path / "masks"
+    shutil.copytree(masks, own_masks)
+    rows = pd.read_csv(manifest)
+    train_rows = rows[rows["split"] == "train"]
+    dropped = train_rows.iloc[:2]  # two, so that the loader batches of 2 stay whole
+    for _, row in dropped.iterrows():
+        with h5py.File(own_masks / f"{row['shard']}.h5", "a") as fh:
+            del fh[row["vid_name"]]
+    options = {**TINY, "epochs": 1}
+    used = {}
+    for name, clip_set in (("vanilla", "common"), ("ogl_transform", "common"),
+                           ("vanilla", "own")):  # fmt: skip
+        out = tmp_path / f"{name}-{clip_set}"
+        train(manifest, own_masks, name, 4, out, {**options, "clip_set": clip_set}, "cpu")
+        clips = json.loads((out / "timing.json").read_text())["clips"]
+        listed = out / "excluded.csv"  # written when clips are picked by their masks
+        excluded = pd.read_csv(listed)["vid_name"].tolist() if listed.exists() else []
+        used[(name, clip_set)] = (clips["train"], clips["excluded"], excluded)
+    n = len(train_rows)
+    assert used[("vanilla", "common")] == used[("ogl_transform", "common")]
+    assert used[("vanilla", "common")] == (n - 2, 2, dropped["vid_name"].tolist())
+    assert used[("vanilla", "own")][:2] == (n, 0)
+    with pytest.raises(TrainingError, match="clip_set"):
+        train(manifest, None, "vanilla", 4, tmp_path / "none", options, "cpu")

@@ -110,8 +110,10 @@ def run_options(run):
 
 
 def train_masks(wildcards):
-    """Mask methods read every mask shard; the others need none (no flow/segment upstream)."""
-    if needs_masks(parse_run_name(wildcards.run)[0]):
+    """Mask methods read every mask shard; with train.clip_set common every method does (it
+    trains on the clips that have masks); otherwise the others need none."""
+    common = config["train"]["clip_set"] == "common"
+    if common or needs_masks(parse_run_name(wildcards.run)[0]):
         return shard_targets(f"{RESULTS}/masks/{{shard}}.h5")(wildcards)
     return []
 

@@ -149,17 +149,20 @@ def _init_model(spec: SlowFastSpec, method: Method, options: Mapping) -> tuple[n
     return method.wrap_model(model), init
 
 
-def write_outputs(out_dir: Path, metrics: list[dict[str, Any]], device: torch.device) -> None:
+def write_outputs(
+    out_dir: Path, metrics: list[dict[str, Any]], device: torch.device, clips: Mapping[str, Any]
+) -> None:
     atomic_write_text(out_dir / "metrics.csv", pd.DataFrame(metrics).to_csv(index=False))
     seconds = [m["seconds"] for m in metrics]
-    clips = [m["clips_per_second"] for m in metrics]
+    rates = [m["clips_per_second"] for m in metrics]
     timing = {
         "device": str(device),
         "epochs": len(metrics),
         "seconds_per_epoch": seconds,
         "median_seconds_per_epoch": statistics.median(seconds) if seconds else None,
-        "clips_per_second": statistics.median(clips) if clips else None,
+        "clips_per_second": statistics.median(rates) if rates else None,
         "note": "median over epochs; epochs of earlier (resumed) runs keep their own timing",
+        "clips": dict(clips),  # training clips used / in the manifest / excluded, and the rule
     }
     atomic_write_text(out_dir / "timing.json", json.dumps(timing, indent=2) + "\n")
 
@@ -190,11 +193,25 @@ def train(
     train_rows = rows[rows["split"] == "train"].reset_index(drop=True)
     eval_rows = rows[rows["split"] == "test"].reset_index(drop=True)
     mask_files: list[Path] = []
-    if method.needs_masks:
+    clips = {"clip_set": options["clip_set"], "manifest_train": len(train_rows), "excluded": 0}
+    # clip_set common: every method trains on the clips that have masks, so the methods are
+    # compared on one training set; own: only the mask methods drop clips without masks.
+    if method.needs_masks or options["clip_set"] == "common":
         if masks_dir is None:
-            raise TrainingError(f"method {method.name} needs --masks-dir")
+            why = "needs" if method.needs_masks else "with train.clip_set common needs"
+            raise TrainingError(
+                f"method {method.name} {why} the mask shards (--masks-dir) to pick its clips"
+                + ("" if method.needs_masks else "; or set train.clip_set: own")
+            )
+        n_before = len(train_rows)
         train_rows, eval_rows = _keep_masked(train_rows, eval_rows, masks_dir, options, out_dir)
+        clips["excluded"] = n_before - len(train_rows)
         mask_files = sorted(Path(masks_dir) / f"{s}.h5" for s in set(train_rows["shard"]))
+    clips["train"] = len(train_rows)
+    log.info(
+        "training clips (clip_set %s): %d of %d in the manifest, %d without masks excluded",
+        clips["clip_set"], clips["train"], clips["manifest_train"], clips["excluded"],
+    )  # fmt: skip
     if train_rows.empty:
         raise TrainingError(f"{manifest}: no training clips")
 
@@ -261,6 +278,7 @@ def train(
         },
         "sampling": sampling,  # clips.sampling: stride (thesis) | spread
         "class_weights": weights,
+        "clips": clips,
         "train_options": dict(options),
     }
     metrics: list[dict[str, Any]] = []
@@ -357,7 +375,7 @@ def train(
             raise TrainingError(f"{state_path}: no training state to finish from")
         final = load_checkpoint(state_path)
         save_checkpoint(out_dir / FINAL_NAME, final)
-        write_outputs(out_dir, metrics, dev)
+        write_outputs(out_dir, metrics, dev, final.get("clips", clips))
         state_path.unlink()
     ddp.barrier()
     return TrainResult(out_dir, epochs_run, start_epoch, metrics, model, ddp.world_size)
