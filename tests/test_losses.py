@@ -17,7 +17,7 @@ from flowguide.modeling.abn import (
     ABNSpec,
     ObjectABN,
     abn_loss_terms,
-    map_entropy,
+    eq11_entropy_bits,
     pc_loss,
 )
 from flowguide.modeling.gradcam import PathwayRecorder, pathway_blocks
@@ -428,18 +428,18 @@ def test_pc_loss_equals_explicit_loop():
     assert pc_loss(f, y, w, 1.0, 1e-3).item() == pytest.approx(expected / 3, rel=1e-9)
 
 
-def test_map_entropy_on_hand_values():
+def test_eq11_entropy_bits_on_hand_values():
     # frame 0: values 0, 0.05, 0.5, 1 -> min-max unchanged; bins 0, 0, 5, 9 -> p = .5, .25, .25
     # frame 1: constant -> one bin -> 0 bits
     maps = torch.tensor([[[[0.0, 0.05], [0.5, 1.0]], [[0.3, 0.3], [0.3, 0.3]]]])  # (1, 2, 2, 2)
     ent0 = -(0.5 * math.log2(0.5) + 2 * 0.25 * math.log2(0.25))
-    assert map_entropy(maps).item() == pytest.approx((ent0 + 0.0) / 2)
+    assert eq11_entropy_bits(maps).item() == pytest.approx((ent0 + 0.0) / 2)
     # against numpy's histogram on a random frame (min-max normalised first)
     frame = torch.rand(1, 1, 7, 9, generator=torch.Generator().manual_seed(11))
     v = frame.numpy().ravel()
     hist, _ = np.histogram((v - v.min()) / (v.max() - v.min()), bins=10, range=(0, 1))
     p = hist[hist > 0] / hist.sum()
-    assert map_entropy(frame).item() == pytest.approx(-(p * np.log2(p)).sum(), rel=1e-6)
+    assert eq11_entropy_bits(frame).item() == pytest.approx(-(p * np.log2(p)).sum(), rel=1e-6)
     # maximum entropy log2(10) for values spread evenly over the ten bins
     even = torch.linspace(0.05, 0.95, 10).view(1, 1, 2, 5)
-    assert map_entropy(even).item() == pytest.approx(math.log2(10))
+    assert eq11_entropy_bits(even).item() == pytest.approx(math.log2(10))

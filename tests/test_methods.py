@@ -15,7 +15,7 @@ from test_train_data import make_dataset
 from test_train_loop import TINY
 
 from flowguide.config import ConfigError
-from flowguide.modeling.abn import ABNLossWeights, abn_loss_terms, map_entropy
+from flowguide.modeling.abn import ABNLossWeights, abn_loss_terms, eq11_entropy_bits
 from flowguide.modeling.slowfast import (
     FAST,
     HEAD_PREFIX,
@@ -166,8 +166,8 @@ def test_abn_terms_entropy_and_logits():
                               class_weight=ctx.class_weights)  # fmt: skip
     _close(terms, expected)
     assert set(terms) == {"att_ce", "mask"}
-    entropy = float(map_entropy(direct.maps["object"]).mean())
-    assert method.epoch_metrics() == {"map_entropy": pytest.approx(entropy)}
+    entropy = float(eq11_entropy_bits(direct.maps["object"]).mean())
+    assert method.epoch_metrics() == {"abn_eq11_entropy_bits": pytest.approx(entropy)}
     assert method.epoch_metrics() == {}  # reset by the call
     mha, model2 = _setup("abn", {"width": 16, "mode": "mha", "pc": True, "weights": {"mha": 3}})
     assert mha.loss_weights == ABNLossWeights(mha=3.0)
@@ -234,7 +234,7 @@ def test_trains_end_to_end_and_load_trained_rebuilds_it(name, dataset, tmp_path)
     assert metrics["loss"][0] == pytest.approx(metrics[terms].sum(axis=1)[0], rel=1e-6)
     assert all(math.isfinite(v) for v in metrics[terms].iloc[0])
     if name == "abn":
-        assert 0 <= metrics["map_entropy"][0] <= math.log2(10)  # 1x1 maps at 32 px: 0
+        assert 0 <= metrics["abn_eq11_entropy_bits"][0] <= math.log2(10)  # 1x1 maps at 32 px: 0
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["init"] == "random"  # train.model.kinetics false: no Kinetics for any method
     assert (ckpt["abn_spec"] is not None) == (name == "abn")

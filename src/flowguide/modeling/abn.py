@@ -252,7 +252,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, evidence: torch.Tensor)
     return (per_sample / counts.clamp_min(1)).sum() / b
 
 
-def map_entropy(maps: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
+def eq11_entropy_bits(maps: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
     """Sharpness of attention maps (paper Eq. 11): (..., T, H, W) -> (...,) in bits.
 
     Each frame is min-max normalised to [0, 1] (a constant frame becomes all zeros), its values

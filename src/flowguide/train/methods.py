@@ -439,7 +439,9 @@ class ABN(Method):
     """Object-ABN (paper 001): an attention branch on the last residual stage whose maps gate
     the features; its own CE, and (mode mask | mha) an MSE between the object map and the diver
     mask. The loop's CE is the perception branch's; metrics.csv gets the maps' mean entropy
-    (paper Eq. 11, bits) over the epoch's training batches as ``map_entropy``."""
+    (paper 001's Eq. 11, bits) over the epoch's training batches as
+    ``abn_eq11_entropy_bits`` (not the evaluate stage's ``norm_entropy``, a normalised Shannon
+    entropy of a map in [0, 1])."""
 
     name = "abn"
     init = "kinetics"
@@ -516,13 +518,13 @@ class ABN(Method):
         return out.logits
 
     def loss_terms(self, model, batch, logits, ctx):
-        from flowguide.modeling.abn import abn_loss_terms, map_entropy
+        from flowguide.modeling.abn import abn_loss_terms, eq11_entropy_bits
 
         out, self._out = self._out, None
         if out is None or out.logits is not logits:
             raise MethodError("method abn: loss_terms without its training forward")
         first = out.maps["object" if "object" in out.maps else next(iter(out.maps))]
-        entropy = map_entropy(first)
+        entropy = eq11_entropy_bits(first)
         self._entropy_sum += float(entropy.sum())
         self._entropy_n += int(entropy.numel())
         centroids = getattr(model, "centroids", None)
@@ -540,4 +542,4 @@ class ABN(Method):
             return {}
         value = self._entropy_sum / self._entropy_n
         self._entropy_sum, self._entropy_n = 0.0, 0
-        return {"map_entropy": value}
+        return {"abn_eq11_entropy_bits": value}
