@@ -28,6 +28,7 @@ from flowguide.train.options import train_options
 from flowguide.train.schedule import LRSchedule, group_sizes
 from flowguide.train.step import accumulate_batch, class_weights, weighted_ce
 from flowguide.utils.checkpoints import MissingWeightsError
+from flowguide.utils.failures import FlowguideError
 
 TINY = {
     "epochs": 2,
@@ -310,3 +311,43 @@ def test_every_method_trains_on_the_same_clips_by_default(dataset, tmp_path):
     assert used[("vanilla", "own")][:2] == (n, 0)
     with pytest.raises(TrainingError, match="clip_set"):
         train(manifest, None, "vanilla", 4, tmp_path / "none", options, "cpu")
+
+
+def test_full_disk_names_the_checkpoint_and_the_cause(dataset, tmp_path, monkeypatch):
+    """A short write (torch says only 'unexpected pos ...') names last.pt and the likely cause;
+    the previous last.pt stays whole and no partial file is left."""
+    import flowguide.train.checkpoint as checkpoint_module
+
+    manifest, masks = dataset
+    train(manifest, masks, "vanilla", 4, tmp_path, TINY, "cpu", stop_after_epochs=1)
+    before = (tmp_path / "last.pt").read_bytes()
+
+    def full_disk(obj, path):
+        Path(path).write_bytes(b"PK\x03\x04 partial")  # what a short write leaves
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1493248 "
+                           "vs 1493144")  # fmt: skip
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    with pytest.raises(checkpoint_module.CheckpointWriteError) as info:
+        train(manifest, masks, "vanilla", 4, tmp_path, TINY, "cpu")
+    message = str(info.value)
+    assert str(tmp_path / "last.pt") in message and "disk" in message and "MiB free" in message
+    assert "previous one is kept" in message and "unexpected pos" in message
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert not list(tmp_path.glob(".*.part")) and not list(tmp_path.glob("*.part"))
+
+
+def test_corrupt_last_pt_says_which_file_to_remove_and_what_is_lost(dataset, tmp_path):
+    manifest, masks = dataset
+    train(manifest, masks, "vanilla", 4, tmp_path, TINY, "cpu", stop_after_epochs=1)
+    state = tmp_path / "last.pt"
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 2])  # truncated, as by a kill or a full disk
+    with pytest.raises(FlowguideError) as info:
+        train(manifest, masks, "vanilla", 4, tmp_path, TINY, "cpu")
+    message = str(info.value)
+    assert f"Remove {state}" in message and "from epoch 1" in message
+    assert "1 epoch(s)" in message and "metrics.csv" in message
+    state.unlink()  # what the message says to do: the run then trains from scratch
+    result = train(manifest, masks, "vanilla", 4, tmp_path, TINY, "cpu")
+    assert result.resumed_from == 0 and result.epochs_run == 2

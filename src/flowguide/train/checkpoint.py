@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,31 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class CheckpointWriteError(FlowguideError):
+    """A checkpoint could not be written (a full disk, a quota, an I/O error)."""
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+    """Atomically: a failed write leaves the previous file as it was and no partial file.
+
+    torch's zip writer reports a short write as e.g. ``unexpected pos 1493248 vs 1493144``;
+    the error raised here names the file, the likely cause and the free space instead.
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(dict(state), tmp)
+    except (OSError, RuntimeError) as exc:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        kept = "the previous one is kept unchanged" if path.exists() else "none was there before"
+        raise CheckpointWriteError(
+            f"{path}: writing the training checkpoint failed, most likely because the disk or "
+            f"quota of {path.parent} is full ({free}); {kept}. Free space and rerun: training "
+            f"resumes from the last checkpoint. ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -77,6 +100,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise FlowguideError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
     return state
+
+
+def load_resumable_state(path: Path) -> dict[str, Any]:
+    """``last.pt`` of an interrupted run; an unreadable one (truncated by a kill or a full disk,
+    or corrupt) stops with which file to remove and what removing it costs."""
+    try:
+        return load_checkpoint(path)
+    except FlowguideError as exc:
+        metrics = path.parent / "metrics.csv"
+        done = ""
+        if metrics.exists():
+            lines = metrics.read_text().strip().splitlines()
+            done = f" ({max(0, len(lines) - 1)} epoch(s), per {metrics})"
+        raise FlowguideError(
+            f"{path}: the saved training state of this run cannot be read (truncated or "
+            f"corrupt): {exc}. Remove {path} to train this run from epoch 1; the epochs it "
+            f"held{done} are lost and retrained. Nothing else needs removing."
+        ) from exc
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -76,6 +76,7 @@ from flowguide.train.checkpoint import (
     FINAL_NAME,
     STATE_NAME,
     load_checkpoint,
+    load_resumable_state,
     rng_state,
     run_fingerprint,
     save_checkpoint,
@@ -285,7 +286,7 @@ def train(
     start_epoch = 0
     state_path = out_dir / STATE_NAME
     if state_path.exists():
-        state = load_checkpoint(state_path)
+        state = load_resumable_state(state_path)
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
