@@ -2,6 +2,7 @@ import json
 
 from flowguide.config import validate_config
 from flowguide.train.methods import needs_masks
+from flowguide.train.options import resolve_loader_batch_size
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 
@@ -96,14 +97,16 @@ def eval_runs():
     return [(run, T) for run in train_runs() for T in config["train"]["T"]]
 
 
-def run_options(run):
+def run_options(run, T):
     """The train section as this run sees it: only its own method's options (with the sweep
-    value applied), without the lists of methods, T and sweeps, so that adding a method or a
-    T reruns nothing that exists."""
+    value applied), its own loader batch size (the per-(method, T) overrides resolved), without
+    the lists of methods, T and sweeps, so that adding a method or a T, or an override for
+    another (method, T), reruns nothing that exists."""
     method, params = parse_run_name(run)
     train = {
         k: v for k, v in config["train"].items() if k not in ("methods", "T", "sweeps")
     }
+    train = resolve_loader_batch_size(train, method, int(T))
     own = {**config["train"]["method_options"].get(method, {}), **params}
     train["method_options"] = {method: own} if own else {}
     return json.dumps(train, sort_keys=True)

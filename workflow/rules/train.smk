@@ -30,7 +30,7 @@ rule train:
         gpu=gpu_resource("train"),
         gres=gres_resource("train"),
     params:
-        options=lambda wildcards: run_options(wildcards.run),
+        options=lambda wildcards: run_options(wildcards.run, wildcards.T),
         method=lambda wildcards: parse_run_name(wildcards.run)[0],
         masks_dir=f"{RESULTS}/masks",
         out_dir=lambda wildcards, output: os.path.dirname(output.checkpoint),

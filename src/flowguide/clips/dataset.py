@@ -122,8 +122,11 @@ class ClipDataset(Dataset):
         masks = self.mask_reader.read(shard, row["vid_name"], indices)
         return video, masks_to_tensor(masks)  # resampled once, by the first geometric step
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        seeds = sample_seed(self.seed, self.epoch, index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``key``: a position (this dataset's epoch) or ``(epoch, position)``, as the training
+        loader's batch sampler gives it so that persistent workers follow the epoch."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        seeds = sample_seed(self.seed, epoch, index)
         rng = np.random.default_rng(seeds)
         indices = self.frame_indices(index, rng)
         video, mask = self.read(index, indices)

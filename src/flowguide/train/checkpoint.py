@@ -24,7 +24,10 @@ CHECKPOINT_FORMAT = "flowguide.train/1"
 STATE_NAME = "last.pt"
 FINAL_NAME = "checkpoint.pt"
 # Options that change neither the data nor the arithmetic: a resume may differ in them.
-NOT_FINGERPRINTED = ("num_workers", "tensorboard", "methods", "T")
+NOT_FINGERPRINTED = (
+    "num_workers", "tensorboard", "methods", "T", "prefetch_factor", "channels_last",
+    "cudnn_benchmark", "activation_checkpointing",
+)  # fmt: skip
 
 
 def rng_state() -> dict[str, Any]:

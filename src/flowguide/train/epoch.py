@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from flowguide.train.distributed import Distributed, RunningStatsSync, reduce_sums, sync_gradients
 from flowguide.train.methods import Method, TrainContext
+from flowguide.train.precision import Precision
 from flowguide.train.step import accumulate_batch
 
 
@@ -42,10 +43,14 @@ def run_epoch(
     sizes: list[int],
     ctx: TrainContext,
     ddp: Distributed | None = None,
+    precision: Precision | None = None,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """One epoch: for each optimiser group, this process's ``per_group[g]`` loader batches (each
-    scaled by b / ``sizes[g]``), the gradients summed over the processes, one optimiser step."""
+    scaled by b / ``sizes[g]``), the gradients summed over the processes, one optimiser step
+    (through ``precision``: with fp16 the scaler's, which skips a step with inf gradients)."""
     ddp = ddp or Distributed()
+    precision = precision or Precision("fp32", ctx.device)
     start = time.perf_counter()
     sums: dict[str, float] = defaultdict(float)
     n = correct = repeated = slots = 0
@@ -58,7 +63,9 @@ def run_epoch(
     for count, size in zip(per_group, sizes, strict=True):
         running_stats.begin()
         for _ in range(count):
-            stats = accumulate_batch(model, method, next(batches), ctx, size)
+            stats = accumulate_batch(
+                model, method, next(batches), ctx, size, precision, channels_last
+            )
             ctx.global_batch += 1
             n += stats.n
             correct += stats.correct
@@ -70,7 +77,7 @@ def run_epoch(
             bar.set_postfix(loss=f"{sum(stats.terms.values()):.3f}")
         sync_gradients(model, ddp)
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
+        precision.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         running_stats.finish()

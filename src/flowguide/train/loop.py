@@ -45,12 +45,10 @@ so with dropout a W-process run is a different, equally valid, draw.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import random
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +62,7 @@ from torch.utils.data import DataLoader
 
 from flowguide.clips.dataset import (
     ClipDataset,
-    split_by_mask_availability,
-    worker_init_fn,
 )
-from flowguide.clips.sampling import repeated_slots, sample_indices
 from flowguide.clips.transforms import ClipTransform
 from flowguide.modeling.abn import ObjectABN
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, load_kinetics
@@ -82,11 +77,25 @@ from flowguide.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from flowguide.train.clipset import log_repeated_slots, select_training_clips
 from flowguide.train.distributed import broadcast_state, distributed_from_env, setup_distributed
 from flowguide.train.epoch import evaluate_accuracy, run_epoch
 from flowguide.train.errors import TrainingError
+from flowguide.train.loader import EpochBatches, make_loader
+from flowguide.train.memory import (
+    enable_activation_checkpointing,
+    set_cudnn_benchmark,
+    to_channels_last,
+)
 from flowguide.train.methods import Method, TrainContext, create_method
-from flowguide.train.options import model_spec, train_options, transform_spec
+from flowguide.train.options import (
+    model_spec,
+    resolve_loader_batch_size,
+    train_options,
+    transform_spec,
+)
+from flowguide.train.outputs import tensorboard_writer, write_outputs
+from flowguide.train.precision import Precision
 from flowguide.train.schedule import (
     LRSchedule,
     accumulation_steps,
@@ -111,29 +120,14 @@ class TrainResult:
     world_size: int = 1
 
 
-def _loader(
-    dataset: ClipDataset,
-    options: Mapping,
-    epoch: int,
-    batches: list[list[int]],
-    device: torch.device,
-) -> DataLoader:
-    """A loader over the given batches of dataset positions, in order."""
-    dataset.set_epoch(epoch)
-    return DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=options["num_workers"],
-        worker_init_fn=worker_init_fn,
-        pin_memory=device.type == "cuda",
-    )
-
-
 def _eval_loader(dataset: ClipDataset, options: Mapping, epoch: int, device) -> DataLoader:
+    """The test split in order (rare: train.eval_every), workers not kept."""
     b = options["loader_batch_size"]
-    order = list(range(len(dataset)))
-    return _loader(dataset, options, epoch, [order[s : s + b] for s in range(0, len(order), b)],
-                   device)  # fmt: skip
+    sampler = EpochBatches()
+    sampler.set(
+        epoch, [list(range(s, min(s + b, len(dataset)))) for s in range(0, len(dataset), b)]
+    )
+    return make_loader(dataset, sampler, options["num_workers"], device, persistent=False)
 
 
 def _init_model(spec: SlowFastSpec, method: Method, options: Mapping) -> tuple[nn.Module, str]:
@@ -148,24 +142,6 @@ def _init_model(spec: SlowFastSpec, method: Method, options: Mapping) -> tuple[n
             method.name,
         )
     return method.wrap_model(model), init
-
-
-def write_outputs(
-    out_dir: Path, metrics: list[dict[str, Any]], device: torch.device, clips: Mapping[str, Any]
-) -> None:
-    atomic_write_text(out_dir / "metrics.csv", pd.DataFrame(metrics).to_csv(index=False))
-    seconds = [m["seconds"] for m in metrics]
-    rates = [m["clips_per_second"] for m in metrics]
-    timing = {
-        "device": str(device),
-        "epochs": len(metrics),
-        "seconds_per_epoch": seconds,
-        "median_seconds_per_epoch": statistics.median(seconds) if seconds else None,
-        "clips_per_second": statistics.median(rates) if rates else None,
-        "note": "median over epochs; epochs of earlier (resumed) runs keep their own timing",
-        "clips": dict(clips),  # training clips used / in the manifest / excluded, and the rule
-    }
-    atomic_write_text(out_dir / "timing.json", json.dumps(timing, indent=2) + "\n")
 
 
 def train(
@@ -183,7 +159,7 @@ def train(
     ``stop_after_epochs`` ends this call early after that many epochs in total (as if the job
     were killed): the state stays in ``last.pt`` and the final outputs are not written.
     """
-    options = train_options(options)
+    options = resolve_loader_batch_size(train_options(options), method_name, num_samples)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ddp = distributed_from_env()
@@ -193,26 +169,9 @@ def train(
     rows = read_manifest(manifest)
     train_rows = rows[rows["split"] == "train"].reset_index(drop=True)
     eval_rows = rows[rows["split"] == "test"].reset_index(drop=True)
-    mask_files: list[Path] = []
-    clips = {"clip_set": options["clip_set"], "manifest_train": len(train_rows), "excluded": 0}
-    # clip_set common: every method trains on the clips that have masks, so the methods are
-    # compared on one training set; own: only the mask methods drop clips without masks.
-    if method.needs_masks or options["clip_set"] == "common":
-        if masks_dir is None:
-            why = "needs" if method.needs_masks else "with train.clip_set common needs"
-            raise TrainingError(
-                f"method {method.name} {why} the mask shards (--masks-dir) to pick its clips"
-                + ("" if method.needs_masks else "; or set train.clip_set: own")
-            )
-        n_before = len(train_rows)
-        train_rows, eval_rows = _keep_masked(train_rows, eval_rows, masks_dir, options, out_dir)
-        clips["excluded"] = n_before - len(train_rows)
-        mask_files = sorted(Path(masks_dir) / f"{s}.h5" for s in set(train_rows["shard"]))
-    clips["train"] = len(train_rows)
-    log.info(
-        "training clips (clip_set %s): %d of %d in the manifest, %d without masks excluded",
-        clips["clip_set"], clips["train"], clips["manifest_train"], clips["excluded"],
-    )  # fmt: skip
+    train_rows, eval_rows, mask_files, clips = select_training_clips(
+        train_rows, eval_rows, method, masks_dir, options, out_dir
+    )
     if train_rows.empty:
         raise TrainingError(f"{manifest}: no training clips")
 
@@ -228,7 +187,7 @@ def train(
     eval_set = ClipDataset(
         eval_rows, num_samples, ClipTransform(tspec, False), None, options["seed"], sampling
     )
-    _log_repeated_slots(train_rows, num_samples, sampling)
+    log_repeated_slots(train_rows, num_samples, sampling)
 
     torch.manual_seed(options["seed"])
     np.random.seed(options["seed"] % 2**32)
@@ -236,6 +195,12 @@ def train(
     method.prepare(spec, len(train_set))
     model, init = _init_model(spec, method, options)
     model.to(dev)
+    if options["channels_last"]:
+        to_channels_last(model)
+    if options["activation_checkpointing"]:
+        log.info("activation checkpointing: %d stages", enable_activation_checkpointing(model))
+    set_cudnn_benchmark(options["cudnn_benchmark"])
+    precision = Precision(options["precision"], dev)
     broadcast_state(model, ddp)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -291,6 +256,7 @@ def train(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            precision.load_state_dict(dict(state.get("grad_scaler") or {}))
             method.load_state_dict(state["method_state"])
             set_rng_state(state["rng"])
             metrics = list(state["metrics"])
@@ -306,11 +272,15 @@ def train(
         device=dev,
         gather=ddp.gather,
     )
-    writer = _tensorboard(out_dir, options) if ddp.is_main else None
+    writer = tensorboard_writer(out_dir, options) if ddp.is_main else None
     end_epoch = (
         options["epochs"]
         if stop_after_epochs is None
         else min(stop_after_epochs, options["epochs"])
+    )
+    sampler = EpochBatches()  # one loader for the run: its workers persist across epochs
+    loader = make_loader(
+        train_set, sampler, options["num_workers"], dev, options["prefetch_factor"]
     )
     model.train()
     for epoch in range(start_epoch, end_epoch):
@@ -320,16 +290,20 @@ def train(
         mine, per_group, sizes = batch_plan(
             len(train_set), options["loader_batch_size"], k, ddp.world_size, ddp.rank, order
         )
+        train_set.set_epoch(epoch)
+        sampler.set(epoch, mine)
         row = run_epoch(
             model,
             method,
             optimizer,
             scheduler,
-            _loader(train_set, options, epoch, mine, dev),
+            loader,
             per_group,
             sizes,
             ctx,
             ddp,
+            precision,
+            options["channels_last"],
         )
         every = options["eval_every"]
         if every and (epoch + 1) % every == 0 and len(eval_set) and ddp.is_main:
@@ -360,6 +334,7 @@ def train(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "grad_scaler": precision.state_dict(),
                 "rng": rng_state(),
                 "method_state": method.state_dict(),
                 "metrics": metrics,
@@ -380,46 +355,3 @@ def train(
         state_path.unlink()
     ddp.barrier()
     return TrainResult(out_dir, epochs_run, start_epoch, metrics, model, ddp.world_size)
-
-
-def _keep_masked(train_rows: pd.DataFrame, eval_rows: pd.DataFrame, masks_dir, options, out_dir):
-    """Drop (or refuse) clips whose video has no mask; the dropped ones go to excluded.csv."""
-    kept_train, missing_train = split_by_mask_availability(train_rows, masks_dir)
-    missing = missing_train
-    if options["missing_masks"] == "error" and len(missing):
-        names = ", ".join(missing["vid_name"].head(5))
-        raise TrainingError(
-            f"{len(missing)} training clip(s) have no diver mask in {masks_dir}: {names} "
-            "(set train.missing_masks: drop to train without them)"
-        )
-    atomic_write_text(
-        Path(out_dir) / "excluded.csv", missing[["vid_name", "split", "shard"]].to_csv(index=False)
-    )
-    if len(missing):
-        log.warning(
-            "%d training clip(s) without diver masks dropped (see excluded.csv)", len(missing)
-        )
-    return kept_train, eval_rows
-
-
-def _log_repeated_slots(rows: pd.DataFrame, num_samples: int, sampling: str) -> None:
-    """How many slots repeat a frame at offset 0 (training offsets add to it): the thesis'
-    stride clamps past-the-end slots to the clip's last frame, frequent at large T."""
-    repeats = sum(
-        repeated_slots(sample_indices(int(n), num_samples, False, None, sampling))
-        for n in rows["n_frames"]
-    )
-    total = num_samples * len(rows)
-    log.info(
-        "sampling %s at T=%d: %d of %d slots (%.1f%%) repeat a frame at offset 0 "
-        "(per epoch: metrics.csv repeated_slot_share)",
-        sampling, num_samples, repeats, total, 100.0 * repeats / max(1, total),
-    )  # fmt: skip
-
-
-def _tensorboard(out_dir: Path, options: Mapping):
-    if not options["tensorboard"]:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))

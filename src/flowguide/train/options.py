@@ -18,6 +18,19 @@ def train_options(partial: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return config["train"]
 
 
+def resolve_loader_batch_size(options: Mapping[str, Any], method: str, T: int) -> dict[str, Any]:
+    """``options`` with ``loader_batch_size`` taken from the first entry of
+    ``loader_batch_size_overrides`` that matches (method, T) (an entry without ``method`` or
+    ``T`` matches any), and the list removed: e.g. RRR at T = 64 needs a smaller loader batch
+    than vanilla at T = 16. The optimiser batch ``batch_size`` stays (more accumulation)."""
+    resolved = {k: v for k, v in options.items() if k != "loader_batch_size_overrides"}
+    for entry in options.get("loader_batch_size_overrides") or []:
+        if entry.get("method", method) == method and int(entry.get("T", T)) == int(T):
+            resolved["loader_batch_size"] = int(entry["loader_batch_size"])
+            break
+    return resolved
+
+
 def transform_spec(options: Mapping[str, Any], method: Method) -> TransformSpec:
     t, ra = options["transform"], options["randaugment"]
     return TransformSpec(

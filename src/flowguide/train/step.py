@@ -15,6 +15,7 @@ from torch import nn
 
 from flowguide.train.errors import TrainingError
 from flowguide.train.methods import Method, TrainContext
+from flowguide.train.precision import Precision
 
 
 def class_weights(labels: Iterable[int], num_classes: int) -> torch.Tensor:
@@ -43,21 +44,33 @@ def accumulate_batch(
     batch: dict[str, Any],
     ctx: TrainContext,
     group_size: int,
+    precision: Precision | None = None,
+    channels_last: bool = False,
 ) -> BatchStats:
-    """Forward one loader batch, add its share ``b / group_size`` of the loss gradient."""
+    """Forward one loader batch, add its share ``b / group_size`` of the loss gradient.
+
+    ``precision``: autocast and loss scaling (train.precision); ``channels_last``: the clip in
+    channels_last_3d memory layout (the model's weights are converted once by the loop).
+    """
+    precision = precision or Precision("fp32", ctx.device)
     clip = batch["clip"].to(ctx.device, non_blocking=True)
+    if channels_last:
+        clip = clip.contiguous(memory_format=torch.channels_last_3d)
     labels = batch["label"].to(ctx.device, non_blocking=True)
     if method.needs_input_grad:
         clip.requires_grad_(True)
     batch = {**batch, "clip": clip, "label": labels}
     if "mask" in batch:
         batch["mask"] = batch["mask"].to(ctx.device, non_blocking=True)
-    logits = method.forward(model, clip, ctx)
-    terms = {"ce": method.ce_weight * weighted_ce(logits, labels, ctx.class_weights)}
-    for name, value in method.loss_terms(model, batch, logits, ctx).items():
-        if name in terms:
-            raise TrainingError(f"method {method.name} returns a loss term named {name!r} twice")
-        terms[name] = value
+    with precision.autocast():
+        logits = method.forward(model, clip, ctx)
+        terms = {"ce": method.ce_weight * weighted_ce(logits.float(), labels, ctx.class_weights)}
+        for name, value in method.loss_terms(model, batch, logits, ctx).items():
+            if name in terms:
+                raise TrainingError(
+                    f"method {method.name} returns a loss term named {name!r} twice"
+                )
+            terms[name] = value.float()
     values = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).cpu()
     for name, value in zip(terms, values.tolist(), strict=True):
         if not math.isfinite(value):
@@ -66,7 +79,7 @@ def accumulate_batch(
                 f"{ctx.global_batch}); training stopped, the last good checkpoint is kept"
             )
     b = clip.shape[0]
-    (sum(terms.values()) * (b / group_size)).backward()
+    precision.backward(sum(terms.values()) * (b / group_size))
     correct = int((logits.detach().argmax(1) == labels).sum())
     repeated = int(batch["repeated_slots"].sum()) if "repeated_slots" in batch else 0
     return BatchStats(
