@@ -35,7 +35,14 @@ def enable_activation_checkpointing(model: nn.Module) -> int:
         def forward(x: Any, _plain=plain) -> Any:
             if not torch.is_grad_enabled():
                 return _plain(x)
-            return checkpoint(_plain, x, use_reentrant=False)
+
+            # The pathway tensors go in as separate arguments and a fresh list is built at each
+            # call: pytorchvideo's blocks write into their input list, which would corrupt the
+            # recomputation.
+            def run(*pathways: torch.Tensor) -> Any:
+                return _plain(list(pathways))
+
+            return checkpoint(run, *x, use_reentrant=False)
 
         block.forward = forward
         count += 1
