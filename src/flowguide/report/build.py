@@ -267,7 +267,7 @@ class ReportBuilder:
             section.missing.append("no sweep ran (no metrics.json with non-empty params)")
             return section
         if alpha.empty:
-            section.missing.append("no ogl_dice alpha sweep")
+            section.missing.append("no ogl_dice ce_weight (Section 5.2 alpha) sweep")
         else:
             section.tables.append(("ogl_dice: alpha against accuracy, IoU and Dice", alpha))
             image = self.figure(
