@@ -33,11 +33,11 @@ from flowguide.modeling.abn import ABNLossWeights, ABNSpec, ObjectABN, abn_loss_
 from flowguide.modeling.gradcam import PathwayRecorder
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, forward_clip
 from flowguide.train.losses import (
-    WorstPerformerTracker,
     ogl_dice_terms,
     rrr_gradcam_terms,
     rrr_ogl_terms,
 )
+from flowguide.train.worst import WorstPerformerTracker
 
 METHODS = ("vanilla", "ogl_dice", "rrr_ogl", "rrr_gradcam", "rrr_gradcam_all", "abn")
 

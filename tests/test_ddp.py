@@ -25,7 +25,9 @@ import torch
 from test_train_data import make_dataset
 from test_train_loop import TINY
 
-from flowguide.train.loop import batch_plan, load_checkpoint, train
+from flowguide.train.checkpoint import load_checkpoint
+from flowguide.train.loop import train
+from flowguide.train.schedule import batch_plan
 
 OPTIONS = {
     **TINY,
@@ -48,15 +50,16 @@ def test_batch_plan_splits_the_single_process_schedule():
 
 
 def test_two_gloo_processes_match_one(tmp_path):
-    manifest, _ = make_dataset(tmp_path / "data")
+    manifest, masks = make_dataset(tmp_path / "data")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(manifest, None, "rrr_gradcam", 4, tmp_path / "one", OPTIONS, "cpu")
+        train(manifest, masks, "rrr_gradcam", 4, tmp_path / "one", OPTIONS, "cpu")
     finally:
         torch.set_num_threads(threads)
     argv = [sys.executable, "-m", "flowguide", "train", "--manifest", str(manifest),
-            "--method", "rrr_gradcam", "--T", "4", "--out-dir", str(tmp_path / "two"),
+            "--masks-dir", str(masks), "--method", "rrr_gradcam", "--T", "4",
+            "--out-dir", str(tmp_path / "two"),
             "--options", json.dumps(OPTIONS), "--device", "cpu", "--nproc", "2"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)

@@ -18,9 +18,9 @@ from flowguide.evaluate.metrics import (
     count_gflops,
     count_parameters,
     cue_reliance,
-    map_entropy,
     map_mask_overlap,
     normalise_map,
+    normalised_entropy,
     overlap_scores,
     read_clips_per_epoch,
     training_cost,
@@ -92,14 +92,14 @@ def test_map_overlap_resizes_a_coarse_map_to_the_mask():
     assert iou == pytest.approx(1.0) and dice == pytest.approx(1.0)
 
 
-def test_map_entropy_uniform_and_peaked():
-    assert map_entropy(torch.ones(2, 3, 3)) == pytest.approx(1.0)
+def test_normalised_entropy_uniform_and_peaked():
+    assert normalised_entropy(torch.ones(2, 3, 3)) == pytest.approx(1.0)
     peaked = torch.zeros(2, 3, 3)
     peaked[0, 1, 1] = 5.0
-    assert map_entropy(peaked) == pytest.approx(0.0)
+    assert normalised_entropy(peaked) == pytest.approx(0.0)
     half = torch.zeros(4)
     half[:2] = 1.0  # two equal cells of four: log 2 / log 4
-    assert map_entropy(half) == pytest.approx(0.5)
+    assert normalised_entropy(half) == pytest.approx(0.5)
 
 
 def test_gflops_of_one_conv3d_is_its_multiply_adds():

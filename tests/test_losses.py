@@ -17,13 +17,12 @@ from flowguide.modeling.abn import (
     ABNSpec,
     ObjectABN,
     abn_loss_terms,
-    map_entropy,
+    eq11_entropy_bits,
     pc_loss,
 )
 from flowguide.modeling.gradcam import PathwayRecorder, pathway_blocks
 from flowguide.modeling.slowfast import SlowFastSpec, build_slowfast, forward_clip
 from flowguide.train.losses import (
-    WorstPerformerTracker,
     dice_loss,
     input_gradient,
     mask_pathways,
@@ -32,6 +31,7 @@ from flowguide.train.losses import (
     rrr_ogl_terms,
     rrr_penalty,
 )
+from flowguide.train.worst import WorstPerformerTracker
 
 ALPHA = 4
 
@@ -93,7 +93,7 @@ def test_ogl_dice_terms_equal_independent_computation():
     clip = torch.randn(3, 3, 8, 64, 64, generator=gen).double()
     labels = torch.tensor([0, 2, 3])
     mask = torch.rand(3, 8, 64, 64, generator=gen) > 0.6
-    mask[2] = False  # an empty mask: left out of the Dice mean
+    mask[2] = False  # no mask at all: adds 0, the sum divided by all 3 samples
     with PathwayRecorder(model) as rec:
         logits = forward_clip(model, clip, ALPHA)
         terms = ogl_dice_terms(logits, labels, rec.take(), mask, ALPHA, weight=0.5, eps=1e-6)
@@ -110,7 +110,7 @@ def test_ogl_dice_terms_equal_independent_computation():
             cam = up / (up.max() + 1e-6)
             inter = (cam * target[b]).sum()
             dices.append(1 - 2 * inter / (cam.sum() + target[b].sum() + 1e-6))
-        expected[name] = 0.25 * np.mean(dices)  # weight / 2 per pathway
+        expected[name] = 0.25 * np.sum(dices) / 3  # weight / 2 per pathway, / B
     for name, value in expected.items():
         assert terms[name].item() == pytest.approx(value, rel=1e-6)
 
@@ -170,8 +170,14 @@ def test_rrr_ogl_equals_independent_sum():
     bg = 1.0 - mask.numpy()[:, None].astype(np.float64)  # same for every colour channel
     expected = 0.01 * sum(((bg[b] * g[b]) ** 2).sum() for b in range(2)) / 2
     assert term.item() == pytest.approx(expected, rel=1e-9)
+    # reduction "mean": per sample the mean over its 3*T*H*W = 12,288 elements, not the sum
+    mean = rrr_ogl_terms(logits, clip, mask, lam=0.01, reduction="mean")["rrr"]
+    per_element = [((bg[b] * g[b]) ** 2).mean() for b in range(2)]
+    assert mean.item() == pytest.approx(0.01 * sum(per_element) / 2, rel=1e-9)
     with pytest.raises(ValueError, match="must match"):
         rrr_ogl_terms(logits, clip, mask[:, :, :16], lam=0.01)
+    with pytest.raises(ValueError, match="reduction"):
+        rrr_ogl_terms(logits, clip, mask, lam=0.01, reduction="max")
 
 
 def test_rrr_term_alone_reaches_both_pathways():
@@ -195,9 +201,10 @@ def test_rrr_gradcam_penalises_only_selected_samples_inside_their_map():
     selected = torch.tensor([True, False, True])
     with PathwayRecorder(model) as rec:
         logits = forward_clip(model, clip, ALPHA)
-        term = rrr_gradcam_terms(
-            logits, labels, clip, rec.take(), selected, lam=0.1, threshold=0.5
-        )["rrr"]
+        rec_acts = rec.take()
+        term = rrr_gradcam_terms(logits, labels, clip, rec_acts, selected, lam=0.1, threshold=0.5)[
+            "rrr"
+        ]
 
     predicted = logits.detach().argmax(1)
     total = 0.0
@@ -213,6 +220,10 @@ def test_rrr_gradcam_penalises_only_selected_samples_inside_their_map():
         (g,) = torch.autograd.grad(F.log_softmax(logits[b], 0).sum(), clip, retain_graph=True)
         total += ((region * g[b]) ** 2).sum().item()
     assert term.item() == pytest.approx(0.1 * total / 3, rel=1e-8)
+    mean = rrr_gradcam_terms(
+        logits, labels, clip, rec_acts, selected, lam=0.1, threshold=0.5, reduction="mean"
+    )["rrr"]
+    assert mean.item() == pytest.approx(0.1 * total / (3 * 8 * 64 * 64) / 3, rel=1e-8)
 
     none = rrr_gradcam_terms(
         logits, labels, clip, [torch.zeros(1)] * 2, torch.zeros(3, dtype=torch.bool), lam=0.1
@@ -417,18 +428,18 @@ def test_pc_loss_equals_explicit_loop():
     assert pc_loss(f, y, w, 1.0, 1e-3).item() == pytest.approx(expected / 3, rel=1e-9)
 
 
-def test_map_entropy_on_hand_values():
+def test_eq11_entropy_bits_on_hand_values():
     # frame 0: values 0, 0.05, 0.5, 1 -> min-max unchanged; bins 0, 0, 5, 9 -> p = .5, .25, .25
     # frame 1: constant -> one bin -> 0 bits
     maps = torch.tensor([[[[0.0, 0.05], [0.5, 1.0]], [[0.3, 0.3], [0.3, 0.3]]]])  # (1, 2, 2, 2)
     ent0 = -(0.5 * math.log2(0.5) + 2 * 0.25 * math.log2(0.25))
-    assert map_entropy(maps).item() == pytest.approx((ent0 + 0.0) / 2)
+    assert eq11_entropy_bits(maps).item() == pytest.approx((ent0 + 0.0) / 2)
     # against numpy's histogram on a random frame (min-max normalised first)
     frame = torch.rand(1, 1, 7, 9, generator=torch.Generator().manual_seed(11))
     v = frame.numpy().ravel()
     hist, _ = np.histogram((v - v.min()) / (v.max() - v.min()), bins=10, range=(0, 1))
     p = hist[hist > 0] / hist.sum()
-    assert map_entropy(frame).item() == pytest.approx(-(p * np.log2(p)).sum(), rel=1e-6)
+    assert eq11_entropy_bits(frame).item() == pytest.approx(-(p * np.log2(p)).sum(), rel=1e-6)
     # maximum entropy log2(10) for values spread evenly over the ten bins
     even = torch.linspace(0.05, 0.95, 10).view(1, 1, 2, 5)
-    assert map_entropy(even).item() == pytest.approx(math.log2(10))
+    assert eq11_entropy_bits(even).item() == pytest.approx(math.log2(10))

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from test_train_data import make_dataset
 from test_train_loop import TINY
 
-from flowguide.modeling.abn import ABNLossWeights, abn_loss_terms, map_entropy
+from flowguide.config import ConfigError
+from flowguide.modeling.abn import ABNLossWeights, abn_loss_terms, eq11_entropy_bits
 from flowguide.modeling.slowfast import (
     FAST,
     HEAD_PREFIX,
@@ -26,9 +27,11 @@ from flowguide.modeling.slowfast import (
     pack_pathways,
 )
 from flowguide.modeling.trained import load_trained
-from flowguide.train.loop import _init_model, load_checkpoint, train, train_options
+from flowguide.train.checkpoint import load_checkpoint
+from flowguide.train.loop import _init_model, train
 from flowguide.train.losses import ogl_dice_terms, rrr_gradcam_terms, rrr_ogl_terms
 from flowguide.train.methods import METHODS, MethodError, TrainContext, create_method
+from flowguide.train.options import train_options
 
 GUIDED = ("ogl_dice", "rrr_ogl", "rrr_gradcam", "abn")
 SPEC = SlowFastSpec(num_classes=2, depth=18, stem_width=16, dropout=0.0)
@@ -85,10 +88,24 @@ def _close(a: dict, b: dict) -> None:
         assert torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-7), key
 
 
-def test_ogl_dice_terms_and_beta():
-    method, model = _setup("ogl_dice", {"alpha": 0.25})
-    assert method.ce_weight == 0.75  # beta defaults to 1 - alpha
-    assert create_method("ogl_dice", {"ogl_dice": {"alpha": 0.25, "beta": 0.4}}).ce_weight == 0.4
+def test_ogl_dice_terms_and_weights_named_for_what_they_weigh():
+    method, model = _setup("ogl_dice", {"dice_weight": 0.25})
+    assert (method.dice_weight, method.ce_weight) == (0.25, 0.75)  # ce_weight null: 1 - dice
+    both = create_method("ogl_dice", {"ogl_dice": {"dice_weight": 0.25, "ce_weight": 0.4}})
+    assert (both.dice_weight, both.ce_weight) == (0.25, 0.4)
+    # Section 5.2's alpha is the CE weight: alpha = 0 leaves only the Dice loss.
+    fig52 = create_method("ogl_dice", {"ogl_dice": {"ce_weight": 0.0}})
+    assert (fig52.dice_weight, fig52.ce_weight) == (1.0, 0.0)
+    assert (create_method("ogl_dice").dice_weight, create_method("ogl_dice").ce_weight) == (
+        0.5,
+        0.5,
+    )
+    for bad in ({"dice_weight": 2.0}, {"ce_weight": 1.5}, {"dice_weight": -0.1, "ce_weight": 1}):
+        with pytest.raises(MethodError, match="ogl_dice"):
+            create_method("ogl_dice", {"ogl_dice": bad})
+        with pytest.raises(ConfigError, match="method_options.ogl_dice"):  # the schema too
+            train_options({"method_options": {"ogl_dice": bad}})
+    train_options({"method_options": {"ogl_dice": {"dice_weight": 2.0, "ce_weight": 1.0}}})
     hooks, batch, ctx = _Hooks(model), _batch(), _ctx()
     logits = method.forward(model, batch["clip"], ctx)
     terms = method.loss_terms(model, batch, logits, ctx)
@@ -149,8 +166,8 @@ def test_abn_terms_entropy_and_logits():
                               class_weight=ctx.class_weights)  # fmt: skip
     _close(terms, expected)
     assert set(terms) == {"att_ce", "mask"}
-    entropy = float(map_entropy(direct.maps["object"]).mean())
-    assert method.epoch_metrics() == {"map_entropy": pytest.approx(entropy)}
+    entropy = float(eq11_entropy_bits(direct.maps["object"]).mean())
+    assert method.epoch_metrics() == {"abn_eq11_entropy_bits": pytest.approx(entropy)}
     assert method.epoch_metrics() == {}  # reset by the call
     mha, model2 = _setup("abn", {"width": 16, "mode": "mha", "pc": True, "weights": {"mha": 3}})
     assert mha.loss_weights == ABNLossWeights(mha=3.0)
@@ -166,7 +183,7 @@ def test_options_are_checked_and_init_is_kinetics():
     with pytest.raises(MethodError, match="abn.weights"):
         create_method("abn", {"abn": {"weights": {"nope": 1}}})
     defaults = train_options({})["method_options"]
-    assert defaults["ogl_dice"] == {"alpha": 0.5, "beta": None}
+    assert defaults["ogl_dice"] == {"dice_weight": None, "ce_weight": None}
     assert defaults["rrr_gradcam"]["percentile"] == 10 and defaults["abn"]["width"] == 256
     assert all(METHODS[name].init == "kinetics" for name in GUIDED)
     assert [METHODS[n].needs_masks for n in GUIDED] == [True, True, False, True]
@@ -217,7 +234,7 @@ def test_trains_end_to_end_and_load_trained_rebuilds_it(name, dataset, tmp_path)
     assert metrics["loss"][0] == pytest.approx(metrics[terms].sum(axis=1)[0], rel=1e-6)
     assert all(math.isfinite(v) for v in metrics[terms].iloc[0])
     if name == "abn":
-        assert 0 <= metrics["map_entropy"][0] <= math.log2(10)  # 1x1 maps at 32 px: 0
+        assert 0 <= metrics["abn_eq11_entropy_bits"][0] <= math.log2(10)  # 1x1 maps at 32 px: 0
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["init"] == "random"  # train.model.kinetics false: no Kinetics for any method
     assert (ckpt["abn_spec"] is not None) == (name == "abn")
@@ -233,12 +250,12 @@ def test_trains_end_to_end_and_load_trained_rebuilds_it(name, dataset, tmp_path)
 
 
 def test_rrr_gradcam_tracker_survives_resume(dataset, tmp_path):
-    manifest, _ = dataset
+    manifest, masks = dataset
     options = {**NO_DROPOUT, "method_options": {"rrr_gradcam": {"percentile": 50}}}
-    straight = train(manifest, None, "rrr_gradcam", 4, tmp_path / "a", options, "cpu")
-    train(manifest, None, "rrr_gradcam", 4, tmp_path / "b", options, "cpu", stop_after_epochs=1)
+    straight = train(manifest, masks, "rrr_gradcam", 4, tmp_path / "a", options, "cpu")
+    train(manifest, masks, "rrr_gradcam", 4, tmp_path / "b", options, "cpu", stop_after_epochs=1)
     torch.manual_seed(99)
-    resumed = train(manifest, None, "rrr_gradcam", 4, tmp_path / "b", options, "cpu")
+    resumed = train(manifest, masks, "rrr_gradcam", 4, tmp_path / "b", options, "cpu")
     assert resumed.resumed_from == 1
     a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in "ab")
     for key, value in a["model"].items():

@@ -82,7 +82,9 @@ def results(tmp_path: Path) -> Path:
             write_saved_maps(run_dir / "cams.h5", [saved], 0.5, {"method": method, "T": t})
             write_explain(res / "explain" / method / f"T{t}")
     for alpha, (top1, iou) in ALPHA_RUNS.items():
-        doc = metrics_doc(f"ogl_dice-alpha{alpha}", "ogl_dice", 8, {"alpha": alpha}, top1, iou=iou)
+        doc = metrics_doc(
+            f"ogl_dice-ce_weight{alpha}", "ogl_dice", 8, {"ce_weight": alpha}, top1, iou=iou
+        )
         write_run(res, doc, f"sweep_a{alpha}")
     for lam, top1 in RRR_RUNS.items():
         doc = metrics_doc(f"rrr_ogl-lambda{lam}", "rrr_ogl", 8, {"lambda": lam}, top1)

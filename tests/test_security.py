@@ -321,7 +321,7 @@ def test_checkpoint_with_a_custom_class_instance_is_refused(tmp_path: Path) -> N
 
 
 def test_training_checkpoint_loader_refuses_a_payload(tmp_path: Path) -> None:
-    from flowguide.train.loop import load_checkpoint
+    from flowguide.train.checkpoint import load_checkpoint
 
     marker = tmp_path / "payload_ran"
     hostile = tmp_path / "last.pt"

@@ -14,7 +14,12 @@ import torch.nn.functional as F
 
 import flowguide.utils.compat  # noqa: F401
 from flowguide.clips.dataset import ClipDataset, split_by_mask_availability
-from flowguide.clips.sampling import draw_offset, frame_indices, sample_indices
+from flowguide.clips.sampling import (
+    draw_offset,
+    frame_indices,
+    repeated_slots,
+    sample_indices,
+)
 from flowguide.clips.transforms import (
     MASK_OPS,
     ClipTransform,
@@ -105,6 +110,42 @@ def test_training_offsets_cover_zero_to_stride_and_eval_uses_zero():
     assert sample_indices(n, t, training=False).tolist() == [4 * i for i in range(t)]
     with pytest.raises(ValueError):
         frame_indices(n, t, offset=5)
+
+
+def _independent_repeats(n: int, t: int, offset: int) -> int:
+    """Repeats counted slot by slot from the thesis' formula (not the code under test)."""
+    stride, seen, repeats = -(-n // t), set(), 0
+    for i in range(t):
+        frame = min(i * stride + offset, n - 1)
+        repeats += frame in seen
+        seen.add(frame)
+    return repeats
+
+
+def test_repeated_slots_match_an_independent_count():
+    # The issue's example: N = 130, T = 128, offset 0: slots 65..127 (63) show the last frame,
+    # 62 of them as repeats of its first showing.
+    assert repeated_slots(frame_indices(130, 128, 0)) == 62
+    assert sum(1 for f in frame_indices(130, 128, 0) if f == 129) == 63
+    for n, t in [(130, 128), (130, 64), (200, 64), (90, 32), (40, 16), (7, 8), (64, 64)]:
+        for offset in range(-(-n // t) + 1):
+            got = repeated_slots(frame_indices(n, t, offset))
+            assert got == _independent_repeats(n, t, offset), (n, t, offset)
+
+
+@pytest.mark.parametrize(("n", "t"), [(130, 128), (130, 64), (64, 64), (200, 16), (7, 8), (3, 8)])
+def test_spread_sampling_covers_the_clip_without_repeats(n, t):
+    rng = np.random.default_rng(0)
+    for training in (False, True):
+        for _ in range(20 if training else 1):
+            idx = sample_indices(n, t, training, rng, sampling="spread").tolist()
+            assert len(idx) == t and idx == sorted(idx) and 0 <= idx[0] and idx[-1] <= n - 1
+            assert len(idx) - len(set(idx)) == max(0, t - n)  # no repeat unless N < T
+            for i, frame in enumerate(idx):  # one frame in each of the T equal segments
+                if n >= t:
+                    assert i * n // t <= frame < (i + 1) * n // t
+    with pytest.raises(ValueError, match="sampling"):
+        sample_indices(n, t, False, None, sampling="uniform")
 
 
 # --- RandAugment reuse -----------------------------------------------------------------------

@@ -2,6 +2,7 @@ import json
 
 from flowguide.config import validate_config
 from flowguide.train.methods import needs_masks
+from flowguide.train.options import resolve_loader_batch_size
 from flowguide.utils.cluster import check_requests, largest_node
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
@@ -95,21 +96,26 @@ def eval_runs():
     return [(run, T) for run in train_runs() for T in config["train"]["T"]]
 
 
-def run_options(run):
+def run_options(run, T):
     """The train section as this run sees it: only its own method's options (with the sweep
-    value applied), without the lists of methods, T and sweeps, so that adding a method or a
-    T reruns nothing that exists, and without the execution settings (execution.smk)."""
+    value applied), its own loader batch size (the per-(method, T) overrides resolved), without
+    the lists of methods, T and sweeps, so that adding a method or a T, or an override for
+    another (method, T), reruns nothing that exists, and without the execution settings
+    (execution.smk)."""
     method, params = parse_run_name(run)
     not_options = ("methods", "T", "sweeps", "num_workers", "tensorboard")
     train = {k: v for k, v in config["train"].items() if k not in not_options}
+    train = resolve_loader_batch_size(train, method, int(T))
     own = {**config["train"]["method_options"].get(method, {}), **params}
     train["method_options"] = {method: own} if own else {}
     return json.dumps(train, sort_keys=True)
 
 
 def train_masks(wildcards):
-    """Mask methods read every mask shard; the others need none (no flow/segment upstream)."""
-    if needs_masks(parse_run_name(wildcards.run)[0]):
+    """Mask methods read every mask shard; with train.clip_set common every method does (it
+    trains on the clips that have masks); otherwise the others need none."""
+    common = config["train"]["clip_set"] == "common"
+    if common or needs_masks(parse_run_name(wildcards.run)[0]):
         return shard_targets(f"{RESULTS}/masks/{{shard}}.h5")(wildcards)
     return []
 

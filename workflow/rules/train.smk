@@ -1,6 +1,6 @@
 # SlowFast training, one job per (run, T): every method of train.methods and every sweep value
 # of train.sweeps, at every T of train.T. A run name is a method plus sweep parameters
-# (flowguide.utils.runs): "rrr_ogl", "ogl_dice-alpha0.25".
+# (flowguide.utils.runs): "rrr_ogl", "ogl_dice-ce_weight0.25".
 # Outputs: the final checkpoint (model, optimiser, scheduler, RNG and method state, metrics),
 # per-epoch metrics.csv, timing.json. A killed or requeued job keeps <out>/last.pt (not an
 # output, so Snakemake leaves it) and the rerun resumes from it.
@@ -31,7 +31,7 @@ rule train:
         gpu_model=gpu_model_resource("train"),
         gres=gres_resource("train"),
     params:
-        options=lambda wildcards: run_options(wildcards.run),
+        options=lambda wildcards: run_options(wildcards.run, wildcards.T),
         method=lambda wildcards: parse_run_name(wildcards.run)[0],
         masks_dir=f"{RESULTS}/masks",
         out_dir=lambda wildcards, output: os.path.dirname(output.checkpoint),

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from flowguide.clips.sampling import sample_indices
+from flowguide.clips.sampling import repeated_slots, sample_indices
 from flowguide.clips.transforms import (
     ClipTransform,
     TransformSpec,
@@ -87,8 +87,10 @@ class ClipDataset(Dataset):
         transform: ClipTransform,
         masks_dir: str | os.PathLike | None = None,
         seed: int = 0,
+        sampling: str = "stride",
     ) -> None:
         self.rows = rows.reset_index(drop=True)
+        self.sampling = sampling
         self.num_samples = num_samples
         self.transform = transform
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None
@@ -105,7 +107,9 @@ class ClipDataset(Dataset):
     def frame_indices(self, index: int, rng: np.random.Generator) -> np.ndarray:
         """Clip-relative indices (0 = the manifest's start_frame)."""
         n_frames = int(self.rows.at[index, "n_frames"])
-        return sample_indices(n_frames, self.num_samples, self.transform.training, rng)
+        return sample_indices(
+            n_frames, self.num_samples, self.transform.training, rng, self.sampling
+        )
 
     def read(self, index: int, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         row = self.rows.iloc[index]
@@ -117,8 +121,11 @@ class ClipDataset(Dataset):
         masks = self.mask_reader.read(shard, row["vid_name"], indices)
         return video, masks_to_tensor(masks)  # resampled once, by the first geometric step
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        seeds = sample_seed(self.seed, self.epoch, index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``key``: a position (this dataset's epoch) or ``(epoch, position)``, as the training
+        loader's batch sampler gives it so that persistent workers follow the epoch."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        seeds = sample_seed(self.seed, epoch, index)
         rng = np.random.default_rng(seeds)
         indices = self.frame_indices(index, rng)
         video, mask = self.read(index, indices)
@@ -131,6 +138,7 @@ class ClipDataset(Dataset):
             "index": index,
             "vid_name": str(self.rows.at[index, "vid_name"]),
             "frame_indices": torch.as_tensor(indices),  # clip-relative (0 = start_frame)
+            "repeated_slots": repeated_slots(indices),
         }
         if mask is not None:
             item["mask"] = mask
@@ -150,6 +158,7 @@ def evaluation_datasets(
     num_samples: int,
     transform: dict[str, Any],
     masks_dir: str | os.PathLike | None = None,
+    sampling: str = "stride",
 ) -> list[ClipDataset]:
     """Deterministic evaluation datasets for a trained model's stored ``transform`` settings:
     one for the clips that have diver masks (items carry ``mask``) and, when some clips have none
@@ -159,10 +168,10 @@ def evaluation_datasets(
     )
     clip_transform = ClipTransform(spec, training=False)
     if masks_dir is None:
-        return [ClipDataset(rows, num_samples, clip_transform)]
+        return [ClipDataset(rows, num_samples, clip_transform, sampling=sampling)]
     with_masks, without = split_by_mask_availability(rows, masks_dir)
-    datasets = [ClipDataset(with_masks, num_samples, clip_transform, masks_dir)]
+    datasets = [ClipDataset(with_masks, num_samples, clip_transform, masks_dir, sampling=sampling)]
     if len(without):
         log.warning("%d clips have no diver mask; evaluated without one", len(without))
-        datasets.append(ClipDataset(without, num_samples, clip_transform))
+        datasets.append(ClipDataset(without, num_samples, clip_transform, sampling=sampling))
     return [d for d in datasets if len(d)]

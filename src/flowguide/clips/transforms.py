@@ -31,6 +31,7 @@ import torchvision.transforms._functional_tensor as F_t
 from torchvision.transforms.functional import InterpolationMode, rotate
 
 import flowguide.utils.compat  # noqa: F401  (must precede any pytorchvideo.transforms import)
+from flowguide.clips.evidence import frame_evidence
 
 MASK_FILL = [0.0]  # area brought in by a geometric op is background in the mask
 
@@ -193,13 +194,18 @@ class JointRandAugment:
 
 
 def ogl_transform(video: torch.Tensor, mask: torch.Tensor | None, p: float) -> torch.Tensor:
-    """Keep only the diver (video * mask) with probability ``p`` (thesis Section 4.3.3)."""
+    """Keep only the diver (video * mask) with probability ``p`` (thesis Section 4.3.3).
+
+    A frame whose mask is empty (no diver found) carries no evidence and is left as it is
+    (clips.evidence), rather than blacked out.
+    """
     if p <= 0:
         return video
     if mask is None:
         raise ValueError("OGL Transform needs the diver masks")
     if torch.rand(1).item() < p:
-        return video * mask.to(video.dtype)
+        keep = frame_evidence(mask[:, 0]).view(-1, 1, 1, 1)  # mask (T, 1, H, W) -> (T,1,1,1)
+        return torch.where(keep, video * mask.to(video.dtype), video)
     return video
 
 

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", required=True, help="results/manifest.csv")
     p.add_argument("--masks-dir", help="results/masks (GradCAM vs mask); omit to skip")
     p.add_argument("--synth-clips", help="SynthDive clips.csv (cue reliance); omit on Diving48")
-    p.add_argument("--run", required=True, help="run name, e.g. ogl_dice-alpha0.25")
+    p.add_argument("--run", required=True, help="run name, e.g. ogl_dice-ce_weight0.25")
     p.add_argument("--T", type=int, required=True, help="temporal resolution of the run")
     p.add_argument("--options", type=json_options, default={}, help="config 'evaluate' section")
     p.add_argument("--device", default="auto")

@@ -13,7 +13,7 @@ Outputs of one run (results/eval/{run}/T{T}/):
     metrics.json      every scalar, the per-class list and the conventions used
     predictions.csv   vid_name, label, pred, correct, prob_0 .. prob_{K-1}
     confusion.csv     rows = true class (column ``label``), columns pred_0 .. pred_{K-1}
-    cam_overlap.csv   one row per clip and map: vid_name, label, pred, map, iou, dice, entropy,
+    cam_overlap.csv   one row per clip and map: vid_name, label, pred, map, iou, dice, norm_entropy,
                       map_coverage (share of attended pixels), mask_coverage
     cams.h5           a few clips' maps at mask resolution, for the report's Figure 5.3
 """
@@ -39,8 +39,8 @@ from flowguide.evaluate.metrics import (
     OVERLAP_CONVENTION,
     ClassificationMetrics,
     classification_metrics,
-    map_entropy,
     map_for_mask,
+    normalised_entropy,
     overlap_scores,
 )
 from flowguide.utils.atomic import atomic_path, atomic_write_text
@@ -64,7 +64,7 @@ OVERLAP_COLUMNS = [
     "map",
     "iou",
     "dice",
-    "entropy",
+    "norm_entropy",
     "map_coverage",
     "mask_coverage",
 ]
@@ -107,7 +107,7 @@ def score_maps(
                 "map": name,
                 "iou": iou,
                 "dice": dice,
-                "entropy": map_entropy(saliency),
+                "norm_entropy": normalised_entropy(saliency),
                 "map_coverage": float(attended.float().mean()),
                 "mask_coverage": float(mask.float().mean()),
             }
@@ -198,7 +198,7 @@ def overlap_summary(overlap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
         summary[str(name)] = {
             "iou": _mean(rows.loc[defined, "iou"]),
             "dice": _mean(rows.loc[defined, "dice"]),
-            "entropy": _mean(rows["entropy"].dropna()),
+            "norm_entropy": _mean(rows["norm_entropy"].dropna()),
             "map_coverage": _mean(rows["map_coverage"]),
             "n_clips": int(len(rows)),
             "n_undefined": int((~defined).sum()),
@@ -232,7 +232,7 @@ def metrics_document(
         "clip_shape": list(result.clip_shape) if result.clip_shape else None,
         "maps": overlap_summary(result.overlap),
         "map_threshold": result.threshold,
-        "conventions": {"overlap": OVERLAP_CONVENTION, "entropy": ENTROPY_CONVENTION},
+        "conventions": {"overlap": OVERLAP_CONVENTION, "norm_entropy": ENTROPY_CONVENTION},
     }
     document.update(extra or {})
     return document

@@ -140,7 +140,7 @@ def map_mask_overlap(
     return overlap_scores(attended, mask)
 
 
-def map_entropy(saliency: torch.Tensor | np.ndarray) -> float:
+def normalised_entropy(saliency: torch.Tensor | np.ndarray) -> float:
     """Normalised Shannon entropy in [0, 1] of a non-negative map; NaN for an all-zero map."""
     values = torch.as_tensor(saliency, dtype=torch.float64).clamp(min=0).flatten()
     total = float(values.sum())

@@ -46,7 +46,7 @@ def load_for_evaluation(
     trained = load_trained(Path(train_dir) / CHECKPOINT_NAME, resolve_device(device))
     rows = read_manifest(manifest)
     rows = rows[rows["split"] == split].reset_index(drop=True)
-    datasets = evaluation_datasets(rows, trained.T, trained.transform, masks_dir)
+    datasets = evaluation_datasets(rows, trained.T, trained.transform, masks_dir, trained.sampling)
     loaders = [DataLoader(d, batch_size=EVAL_BATCH, shuffle=False) for d in datasets]
     device_batches = (
         (clips.to(trained.device), labels, names, masks)

@@ -119,7 +119,7 @@ def run_explain(
     rows = read_manifest(manifest)
     rows = rows[rows["split"] == opts["split"]].sort_values("vid_name").head(int(opts["n_clips"]))
     # The same clips and geometry as evaluation (dynamic stride, offset 0, eval crop).
-    datasets = evaluation_datasets(rows, trained.T, trained.transform, masks_dir)
+    datasets = evaluation_datasets(rows, trained.T, trained.transform, masks_dir, trained.sampling)
     positions = [(ds, i) for ds in datasets for i in range(len(ds))]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ with lambda_att = 1; lambda_mask * MSE(M_o, mask) with lambda_mask = 10; or lamb
 mask) + lambda_b * MSE(M_b, 1 - mask)) with lambda_mha = 10, lambda_b = 1; optional PC loss
 (Eq. 8) with lambda_pc = 1e-4, lambda_pc1 = 1, lambda_pc2 = 1e-3, K = number of classes, on the
 attention branch's pooled features. The mask is resized to the map's (T, h, w) by area averaging
-(the fraction of diver pixels in each map cell).
+(the fraction of diver pixels in each map cell). A frame whose mask is empty carries no evidence
+(clips.evidence): no mask loss on it (``masked_mse``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flowguide.clips.evidence import frame_evidence
 from flowguide.modeling.slowfast import FAST, LAST_STAGE, SLOW, pack_pathways
 
 MAP_NAMES = {"free": ("free",), "mask": ("object",), "mha": ("free", "object", "background")}
@@ -211,21 +213,25 @@ def abn_loss_terms(
     class_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Terms added to the perception branch's CE: att_ce, and mask / mha, and pc."""
-    terms = {
-        "att_ce": weights.att * F.cross_entropy(out.attention_logits, labels, weight=class_weight)
-    }
+    # Mean over the batch of w_y * CE (not / sum of the batch's w_y as nn.CrossEntropyLoss(weight)
+    # does), as the loop's CE: accumulating loader batches then gives the full batch's gradient.
+    att_ce = F.cross_entropy(out.attention_logits, labels, reduction="none")
+    if class_weight is not None:
+        att_ce = att_ce * class_weight[labels]
+    terms = {"att_ce": weights.att * att_ce.mean()}
     if "object" in out.maps:
         if mask is None:
             raise ValueError("ABN with an object map needs the diver mask in the batch")
         m_o = out.maps["object"]
         target = resize_mask(mask, tuple(m_o.shape[1:]))
+        evidence = frame_evidence(target)  # (B, T): frames with a mask (clips.evidence)
         if "background" in out.maps:
-            mha = F.mse_loss(m_o, target) + weights.background * F.mse_loss(
-                out.maps["background"], 1 - target
+            mha = masked_mse(m_o, target, evidence) + weights.background * masked_mse(
+                out.maps["background"], 1 - target, evidence
             )
             terms["mha"] = weights.mha * mha
         else:
-            terms["mask"] = weights.mask * F.mse_loss(m_o, target)
+            terms["mask"] = weights.mask * masked_mse(m_o, target, evidence)
     if centroids is not None:
         terms["pc"] = weights.pc * pc_loss(
             out.embedding, labels, centroids, weights.pc1, weights.pc2
@@ -233,7 +239,20 @@ def abn_loss_terms(
     return terms
 
 
-def map_entropy(maps: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """MSE over the frames with evidence: per sample the mean over its evidence frames' cells,
+    then the sum over samples / B (a sample without any evidence adds 0). Equal to
+    ``F.mse_loss`` when every frame has a mask; a loader batch's share does not depend on the
+    other samples, so accumulation gives the full batch's term."""
+    b, t = evidence.shape
+    keep = evidence.to(pred.dtype).view(b, t, *([1] * (pred.dim() - 2)))
+    cells = pred[0, 0].numel()
+    per_sample = ((pred - target) ** 2 * keep).flatten(1).sum(1)
+    counts = keep.flatten(1).sum(1) * cells
+    return (per_sample / counts.clamp_min(1)).sum() / b
+
+
+def eq11_entropy_bits(maps: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
     """Sharpness of attention maps (paper Eq. 11): (..., T, H, W) -> (...,) in bits.
 
     Each frame is min-max normalised to [0, 1] (a constant frame becomes all zeros), its values

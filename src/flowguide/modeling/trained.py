@@ -44,6 +44,11 @@ class TrainedModel:
         return next(self.model.parameters()).device
 
     @property
+    def sampling(self) -> str:
+        """The frame sampling the model was trained with (clips.sampling); evaluation uses it."""
+        return str(dict(self.meta.get("train_options") or {}).get("sampling", "stride"))
+
+    @property
     def backbone(self) -> nn.Module:
         """The SlowFast itself (inside the ABN wrapper), whose pathway stages GradCAM hooks."""
         return self.model.backbone if self.abn else self.model

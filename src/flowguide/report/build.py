@@ -157,7 +157,7 @@ class ReportBuilder:
             section.text.append(
                 "Map resized to the mask, min-max normalised over the clip, "
                 "attended where >= the threshold in each run's metrics.json; "
-                "mean IoU and Dice over clips; entropy normalised to [0, 1]."
+                "mean IoU and Dice over clips; norm_entropy: Shannon entropy normalised to [0, 1]."
             )
             section.tables.append(
                 ("IoU, Dice and entropy per map (slow/fast = GradCAM pathways)", maps)
@@ -267,7 +267,7 @@ class ReportBuilder:
             section.missing.append("no sweep ran (no metrics.json with non-empty params)")
             return section
         if alpha.empty:
-            section.missing.append("no ogl_dice alpha sweep")
+            section.missing.append("no ogl_dice ce_weight (Section 5.2 alpha) sweep")
         else:
             section.tables.append(("ogl_dice: alpha against accuracy, IoU and Dice", alpha))
             image = self.figure(

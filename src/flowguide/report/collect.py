@@ -68,7 +68,7 @@ def run_row(doc: dict[str, Any], path: Path) -> dict[str, Any]:
         "path": str(path.parent),
     }
     for name, stats in (doc.get("maps") or {}).items():
-        for stat in ("iou", "dice", "entropy"):
+        for stat in ("iou", "dice", "norm_entropy"):
             row[f"{name}_{stat}"] = _number(stats.get(stat))
     for key, value in (doc.get("cue") or {}).items():
         row[f"cue_{key}"] = _number(value)

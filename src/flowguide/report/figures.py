@@ -121,7 +121,7 @@ def alpha_sweep(table: pd.DataFrame, path: str | os.PathLike) -> Path | None:
         for column in [c for c in part if c.endswith(("_iou", "_dice"))]:
             ax_b.plot(part["alpha"], part[column], marker="o", label=f"{column} T={t}")
     ax_a.set(
-        xlabel="alpha (cross-entropy weight; beta = 1 - alpha)",
+        xlabel="alpha = ce_weight (Section 5.2; Dice weight 1 - alpha)",
         ylabel="test top-1 accuracy",
         title="(a) alpha vs accuracy",
     )

@@ -104,12 +104,13 @@ def sweeps_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def alpha_sweep_table(runs: pd.DataFrame, method: str = "ogl_dice") -> pd.DataFrame:
-    """Figure 5.2's data: ogl_dice runs with an alpha parameter, by T and alpha."""
+    """Figure 5.2's data: ogl_dice runs swept over ce_weight, by T and alpha (Section 5.2's
+    alpha is the cross-entropy weight, the Dice weight 1 - alpha)."""
     sweeps = sweeps_table(runs)
-    if sweeps.empty or "param_alpha" not in sweeps:
+    if sweeps.empty or "param_ce_weight" not in sweeps:
         return pd.DataFrame(columns=["T", "alpha", "top1"])
-    table = sweeps[(sweeps["method"] == method) & sweeps["param_alpha"].notna()]
-    table = table.rename(columns={"param_alpha": "alpha"}).dropna(axis=1, how="all")
+    table = sweeps[(sweeps["method"] == method) & sweeps["param_ce_weight"].notna()]
+    table = table.rename(columns={"param_ce_weight": "alpha"}).dropna(axis=1, how="all")
     keep = ["run", "T", "alpha", "top1"] + [c for c in table if c.endswith(("_iou", "_dice"))]
     return table[keep].sort_values(["T", "alpha"]).reset_index(drop=True)
 

@@ -5,19 +5,24 @@ Each ``*_terms`` function returns a dict of scalar tensors that a training metho
 
 * Dice (``dice_loss``): soft Dice per sample, 1 - 2 sum(P*T) / (sum(P) + sum(T) + eps), then the
   mean over samples. ``ogl_dice_terms`` computes it for the slow and the fast pathway and returns
-  ``alpha / 2`` times each, so the two terms sum to ``alpha * mean_pathway(Dice)``. Samples whose
-  diver mask is empty in every frame are left out of the mean (their Dice would be the constant
-  1 with no gradient); a batch with no mask at all gives 0. ``beta`` scales the cross-entropy:
-  the method multiplies its CE by ``beta`` (thesis: beta = 1 - alpha).
+  ``dice_weight / 2`` times each, so the two terms sum to ``dice_weight * mean_pathway(Dice)``.
+  Frames whose diver mask is empty carry no evidence and are left out of P and T; a sample with
+  no mask in any frame adds 0 (its Dice would be the constant 1 with no gradient), and the sum
+  is divided by the whole batch B, so accumulating loader batches gives the full batch's term.
+  The method scales its CE by ``ce_weight`` (see train.methods.OGLDice for the thesis' alpha).
 * RRR (Ross et al. 2017, thesis Eq. 4.1): g = d/dX sum_b sum_n log softmax(logits)_bn, taken with
   respect to the clip *before* pack_pathways (so both pathways count), create_graph=True. The
   penalty is lambda * (1/B) * sum_b sum_{c,t,h,w} (A * g)^2: a sum over the elements of each
   sample, a mean over the batch (B = the whole batch, also when only some samples are
   penalised), so lambda does not depend on the batch size or gradient accumulation but does
-  scale with the clip's size. In train mode BatchNorm couples the samples of a batch, so g_b
+  scale with the clip's size: the sum over a sample is 3*T*H*W times the per-element mean
+  (24,576 at 8x32x32, 2,408,448 at 16x224x224). Option ``reduction: mean`` takes the mean over
+  the sample's elements instead, so lambda no longer depends on T or the crop. In train mode
+  BatchNorm couples the samples of a batch, so g_b
   also carries the (small) effect of sample b on the others' log-probabilities, as in any
   batched implementation.
-* RRR + OGL: A = 1 - diver mask, broadcast over the colour channels (penalise the background).
+* RRR + OGL: A = 1 - diver mask, broadcast over the colour channels (penalise the background);
+  A = 0 in a frame whose mask is empty (no evidence, see clips.evidence).
 * RRR + GradCAM: A = (GradCAM > threshold) of the model's own, detached, normalised maps: the
   union of the slow map (upsampled over time to T) and the fast map, at the clip's resolution;
   by default GradCAM of the predicted class (the evidence behind a wrong prediction), only for
@@ -26,12 +31,12 @@ Each ``*_terms`` function returns a dict of scalar tensors that a training metho
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from flowguide.clips.evidence import frame_evidence
 from flowguide.modeling.gradcam import (
     DEFAULT_EPS,
     gradcam_from_activations,
@@ -87,13 +92,15 @@ def ogl_dice_terms(
     maps = pathway_gradcam(
         logits, labels, activations, [t.shape[1:] for t in targets], create_graph=True, eps=eps
     )
-    has_mask = targets[1].flatten(1).amax(1) > 0
     terms = {}
     for name, cam, target in zip(("dice_slow", "dice_fast"), maps, targets, strict=True):
-        if has_mask.any():
-            dice = dice_loss(cam[has_mask], target[has_mask], eps)
-        else:
-            dice = cam.sum() * 0.0  # keeps the graph; no mask, no Dice
+        # Frames without a mask carry no evidence (clips.evidence): out of both P and T.
+        evidence = frame_evidence(target).to(cam.dtype)[:, :, None, None]
+        has_mask = evidence.flatten(1).amax(1) > 0
+        per_sample = dice_loss(cam * evidence, target * evidence, eps, reduction="none")
+        # Sum over the samples with a mask, / B: a loader batch's share does not depend on how
+        # many masked samples it holds, so accumulation gives the full batch's term.
+        dice = (per_sample * has_mask.to(per_sample.dtype)).sum() / cam.shape[0]
         terms[name] = 0.5 * weight * dice
     return terms
 
@@ -112,41 +119,68 @@ def input_gradient(
     return grad
 
 
+RRR_REDUCTIONS = ("sum", "mean")
+
+
+def rrr_reduce(squared: torch.Tensor, lam: float, batch: int, reduction: str) -> torch.Tensor:
+    """``squared`` (b, C, T, H, W) -> lam * (1/batch) * sum over its samples of the per-sample
+    sum ("sum", Ross et al.) or mean ("mean") over the C*T*H*W elements.
+
+    "mean" divides by all of a sample's elements, inside the region or not, so lambda means the
+    same whatever the clip's T and crop and the mask's size; "sum" is 3*T*H*W times larger.
+    """
+    if reduction not in RRR_REDUCTIONS:
+        raise ValueError(f"RRR reduction must be one of {RRR_REDUCTIONS}, got {reduction!r}")
+    per_sample = squared.flatten(1).sum(1)
+    if reduction == "mean":
+        per_sample = per_sample / squared[0].numel()
+    return lam * per_sample.sum() / batch
+
+
 def rrr_penalty(
     grad: torch.Tensor,
     region: torch.Tensor,
     lam: float,
     samples: torch.Tensor | None = None,
+    reduction: str = "sum",
 ) -> torch.Tensor:
-    """lam * (1/B) * sum over penalised samples of sum_{c,t,h,w} (region * grad)^2.
+    """lam * (1/B) * sum over penalised samples of sum_{c,t,h,w} (region * grad)^2
+    (``reduction`` "mean": of the mean over c,t,h,w instead, see ``rrr_reduce``).
 
     ``grad`` (B, C, T, H, W); ``region`` broadcastable to it (1 = penalise); ``samples`` an
     optional (B,) bool selecting the penalised samples (the others count as zero).
     """
-    per_sample = (region * grad).pow(2).flatten(1).sum(1)
+    squared = (region * grad).pow(2)
     if samples is not None:
-        per_sample = per_sample * samples.to(per_sample.dtype)
-    return lam * per_sample.sum() / grad.shape[0]
+        squared = squared * samples.to(squared.dtype).view(-1, *([1] * (grad.dim() - 1)))
+    return rrr_reduce(squared, lam, grad.shape[0], reduction)
 
 
 def background_region(mask: torch.Tensor, clip_shape: Sequence[int]) -> torch.Tensor:
-    """1 - diver mask (B, T, H, W) as (B, 1, T, H, W), to broadcast over the colour channels."""
+    """1 - diver mask (B, T, H, W) as (B, 1, T, H, W), to broadcast over the colour channels;
+    0 in the frames whose mask is empty."""
     b, _, t, h, w = clip_shape
     if tuple(mask.shape) != (b, t, h, w):
         raise ValueError(
             f"RRR + OGL: the mask {tuple(mask.shape)} must match the clip's (B, T, H, W) "
             f"{(b, t, h, w)}; resize masks with the clip in the transform"
         )
-    return 1.0 - mask.float().unsqueeze(1)
+    # A frame without a mask carries no evidence (clips.evidence): nothing of it is penalised.
+    evidence = frame_evidence(mask).to(torch.float32)[:, :, None, None]
+    return ((1.0 - mask.float()) * evidence).unsqueeze(1)
 
 
 def rrr_ogl_terms(
-    logits: torch.Tensor, clip: torch.Tensor, mask: torch.Tensor, lam: float
+    logits: torch.Tensor,
+    clip: torch.Tensor,
+    mask: torch.Tensor,
+    lam: float,
+    reduction: str = "sum",
 ) -> dict[str, torch.Tensor]:
     """RRR + OGL: {rrr} penalising input gradients outside the diver mask."""
     grad = input_gradient(logits, clip)
     region = background_region(mask, clip.shape).to(grad.dtype)
-    return {"rrr": rrr_penalty(grad, region, lam)}
+    return {"rrr": rrr_penalty(grad, region, lam, reduction=reduction)}
 
 
 def gradcam_region(
@@ -176,6 +210,7 @@ def rrr_gradcam_terms(
     lam: float,
     threshold: float = 0.5,
     cam_target: str = "predicted",
+    reduction: str = "sum",
 ) -> dict[str, torch.Tensor]:
     """RRR + GradCAM: {rrr} on the ``selected`` (B,) bool samples, inside their GradCAM region.
 
@@ -196,67 +231,4 @@ def rrr_gradcam_terms(
     # Only the penalised samples' log-probabilities enter the input gradient.
     total = F.log_softmax(logits[sel], dim=1).sum()
     (grad,) = torch.autograd.grad(total, clip, create_graph=True, retain_graph=True)
-    per_sample = (region * grad[sel]).pow(2).flatten(1).sum(1)
-    return {"rrr": lam * per_sample.sum() / clip.shape[0]}
-
-
-class WorstPerformerTracker:
-    """Per-sample exponential moving average of the training loss, across epochs.
-
-    ``update(indices, losses)`` blends each seen sample's new loss into its average
-    (ema = momentum * ema + (1 - momentum) * loss; the first loss of a sample is taken as is).
-    ``select(indices)`` flags the samples among the worst ``percentile`` percent of all samples
-    seen so far: the ceil(percentile / 100 * n_seen) largest averages (ties broken by index).
-    State (``state_dict``) holds tensors only, for the checkpoint.
-    """
-
-    def __init__(self, num_samples: int, percentile: float = 10.0, momentum: float = 0.9) -> None:
-        if not 0 < percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.num_samples = num_samples
-        self.percentile = percentile
-        self.momentum = momentum
-        self.ema = torch.zeros(num_samples, dtype=torch.float64)
-        self.seen = torch.zeros(num_samples, dtype=torch.bool)
-        self._worst: torch.Tensor | None = None
-
-    def update(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
-        idx = indices.detach().long().cpu()
-        new = losses.detach().double().cpu()
-        old = self.ema[idx]
-        blended = torch.where(self.seen[idx], self.momentum * old + (1 - self.momentum) * new, new)
-        self.ema[idx] = blended
-        self.seen[idx] = True
-        self._worst = None
-
-    def worst(self) -> torch.Tensor:
-        """(num_samples,) bool: the samples currently in the worst percentile."""
-        if self._worst is None:
-            flags = torch.zeros(self.num_samples, dtype=torch.bool)
-            seen_idx = self.seen.nonzero().squeeze(1)
-            k = math.ceil(self.percentile / 100 * len(seen_idx))
-            if k > 0:
-                # Stable sort: equal averages keep index order, so ties go to the lower index.
-                order = torch.sort(self.ema[seen_idx], descending=True, stable=True).indices
-                flags[seen_idx[order[:k]]] = True
-            self._worst = flags
-        return self._worst
-
-    def select(self, indices: torch.Tensor) -> torch.Tensor:
-        """(len(indices),) bool on the indices' device."""
-        return self.worst()[indices.detach().long().cpu()].to(indices.device)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"ema": self.ema.clone(), "seen": self.seen.clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if state["ema"].shape != (self.num_samples,):
-            raise ValueError(
-                f"WorstPerformerTracker: checkpoint has {tuple(state['ema'].shape)} samples, "
-                f"this dataset {self.num_samples}"
-            )
-        self.ema = state["ema"].to(torch.float64).clone()
-        self.seen = state["seen"].to(torch.bool).clone()
-        self._worst = None
+    return {"rrr": rrr_reduce((region * grad[sel]).pow(2), lam, clip.shape[0], reduction)}

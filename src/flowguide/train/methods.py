@@ -13,7 +13,7 @@ Contract of the hooks (all optional):
   ``batch`` holds ``clip`` (B,C,T,H,W; ``requires_grad`` when ``needs_input_grad``), ``label``
   (B,), ``index`` (B,) dataset positions (stable ids for per-sample statistics), ``vid_name``
   and, when ``needs_masks``, ``mask`` (B,T,H,W) bool aligned with the clip's pixels.
-- ``ce_weight``: factor on the weighted cross-entropy (default 1; OGL + Dice uses beta).
+- ``ce_weight``: factor on the weighted cross-entropy (default 1; OGL + Dice's ``ce_weight``).
 - ``wrap_model(model) -> model``: called once, before the optimiser is built.
 - ``state_dict()/load_state_dict()``: per-sample statistics kept across epochs; saved in every
   checkpoint (plain types and tensors only, so ``torch.load(weights_only=True)`` reads it).
@@ -92,7 +92,7 @@ class Method:
 
     @property
     def ce_weight(self) -> float:
-        """Factor on the weighted cross-entropy term (OGL + Dice: beta)."""
+        """Factor on the weighted cross-entropy term (OGL + Dice: its ``ce_weight``)."""
         return 1.0
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -246,32 +246,58 @@ class _RecorderMethod(Method):
 @register_method
 class OGLDice(_RecorderMethod):
     """Thesis 4.3.2: Dice between each pathway's differentiable GradCAM (true label) and the
-    diver mask, weighted alpha; the cross-entropy is weighted beta. The thesis swept alpha in
-    {0, 0.25, 0.5, 0.75} with beta = 1 - alpha, so beta null (the default) means 1 - alpha."""
+    diver mask, weighted ``dice_weight``; the cross-entropy weighted ``ce_weight``.
+
+    The thesis uses two conventions for its alpha: the equation of Section 4.3.2 puts alpha on
+    the Dice term (L = alpha * Dice + beta * CE), while Section 5.2 and Figure 5.2 put it on the
+    cross-entropy ("alpha = 0 ... leaving only the Dice loss"). The options are therefore named
+    for what they weigh. Either may be null, meaning 1 minus the other (both null: 0.5 each), so
+    a sweep over ``ce_weight`` draws Figure 5.2 on Section 5.2's axis with Dice = 1 - alpha.
+    """
 
     name = "ogl_dice"
     init = "kinetics"
     needs_masks = True
-    defaults = {"alpha": 0.5, "beta": None}
+    defaults = {"dice_weight": None, "ce_weight": None}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        _check_range(self.name, "alpha", self.options["alpha"], 0.0)
-        if self.options["beta"] is not None:
-            _check_range(self.name, "beta", self.options["beta"], 0.0)
+        self.dice_weight, self._ce_weight = ogl_dice_weights(
+            self.options["dice_weight"], self.options["ce_weight"]
+        )
 
     @property
     def ce_weight(self) -> float:
-        beta = self.options["beta"]
-        return float(1.0 - self.options["alpha"] if beta is None else beta)
+        return self._ce_weight
 
     def loss_terms(self, model, batch, logits, ctx):
         from flowguide.train.losses import ogl_dice_terms
 
         acts = self.take_activations()
         return ogl_dice_terms(
-            logits, batch["label"], acts, batch["mask"], ctx.alpha, float(self.options["alpha"])
+            logits, batch["label"], acts, batch["mask"], ctx.alpha, self.dice_weight
         )
+
+
+def ogl_dice_weights(dice: float | None, ce: float | None) -> tuple[float, float]:
+    """(Dice weight, CE weight) from the options; a null one is 1 minus the other, and no
+    weight may come out negative (dice_weight 2 with ce_weight null would give CE -1)."""
+    key = "train.method_options.ogl_dice"
+    for name, value in (("dice_weight", dice), ("ce_weight", ce)):
+        if value is not None:
+            _check_range("ogl_dice", name, value, 0.0)
+    if dice is None and ce is None:
+        return 0.5, 0.5
+    if dice is None or ce is None:
+        given, name = (ce, "ce_weight") if dice is None else (dice, "dice_weight")
+        if float(given) > 1.0:
+            other = "dice_weight" if dice is None else "ce_weight"
+            raise MethodError(
+                f"{key}.{name} = {given} with {other} null would make {other} = 1 - {given} < 0;"
+                f" set {other} explicitly"
+            )
+        return (1.0 - float(ce), float(ce)) if dice is None else (float(dice), 1.0 - float(dice))
+    return float(dice), float(ce)
 
 
 @register_method
@@ -282,16 +308,33 @@ class RRROGL(Method):
     init = "kinetics"
     needs_masks = True
     needs_input_grad = True
-    defaults = {"lambda": 0.01}
+    defaults = {"lambda": 0.01, "reduction": "sum"}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         _check_range(self.name, "lambda", self.options["lambda"], 0.0)
+        _check_reduction(self.name, self.options["reduction"])
 
     def loss_terms(self, model, batch, logits, ctx):
         from flowguide.train.losses import rrr_ogl_terms
 
-        return rrr_ogl_terms(logits, batch["clip"], batch["mask"], float(self.options["lambda"]))
+        return rrr_ogl_terms(
+            logits,
+            batch["clip"],
+            batch["mask"],
+            float(self.options["lambda"]),
+            self.options["reduction"],
+        )
+
+
+def _check_reduction(method: str, value: Any) -> None:
+    from flowguide.train.losses import RRR_REDUCTIONS
+
+    if value not in RRR_REDUCTIONS:
+        raise MethodError(
+            f"train.method_options.{method}.reduction must be one of {RRR_REDUCTIONS}, "
+            f"got {value!r}"
+        )
 
 
 @register_method
@@ -315,6 +358,7 @@ class RRRGradCAM(_RecorderMethod):
         "momentum": 0.9,
         "threshold": 0.5,
         "cam_target": "predicted",
+        "reduction": "sum",
     }
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -324,6 +368,7 @@ class RRRGradCAM(_RecorderMethod):
         _check_range(self.name, "percentile", o["percentile"], 1e-9, 100.0)
         _check_range(self.name, "momentum", o["momentum"], 0.0, 0.999999)
         _check_range(self.name, "threshold", o["threshold"], 0.0, 1.0)
+        _check_reduction(self.name, o["reduction"])
         if o["cam_target"] not in ("predicted", "label"):
             raise MethodError(
                 f"train.method_options.{self.name}.cam_target must be 'predicted' or 'label', "
@@ -333,7 +378,7 @@ class RRRGradCAM(_RecorderMethod):
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def prepare(self, model_spec: SlowFastSpec, num_train: int) -> None:
-        from flowguide.train.losses import WorstPerformerTracker
+        from flowguide.train.worst import WorstPerformerTracker
 
         self.tracker = WorstPerformerTracker(
             num_train, float(self.options["percentile"]), float(self.options["momentum"])
@@ -362,6 +407,7 @@ class RRRGradCAM(_RecorderMethod):
             float(self.options["lambda"]),
             float(self.options["threshold"]),
             self.options["cam_target"],
+            self.options["reduction"],
         )
         ce = F.cross_entropy(logits.detach(), batch["label"], reduction="none")
         self._pending.append((index.detach().cpu().long(), ce.cpu()))
@@ -393,7 +439,9 @@ class ABN(Method):
     """Object-ABN (paper 001): an attention branch on the last residual stage whose maps gate
     the features; its own CE, and (mode mask | mha) an MSE between the object map and the diver
     mask. The loop's CE is the perception branch's; metrics.csv gets the maps' mean entropy
-    (paper Eq. 11, bits) over the epoch's training batches as ``map_entropy``."""
+    (paper 001's Eq. 11, bits) over the epoch's training batches as
+    ``abn_eq11_entropy_bits`` (not the evaluate stage's ``norm_entropy``, a normalised Shannon
+    entropy of a map in [0, 1])."""
 
     name = "abn"
     init = "kinetics"
@@ -470,13 +518,13 @@ class ABN(Method):
         return out.logits
 
     def loss_terms(self, model, batch, logits, ctx):
-        from flowguide.modeling.abn import abn_loss_terms, map_entropy
+        from flowguide.modeling.abn import abn_loss_terms, eq11_entropy_bits
 
         out, self._out = self._out, None
         if out is None or out.logits is not logits:
             raise MethodError("method abn: loss_terms without its training forward")
         first = out.maps["object" if "object" in out.maps else next(iter(out.maps))]
-        entropy = map_entropy(first)
+        entropy = eq11_entropy_bits(first)
         self._entropy_sum += float(entropy.sum())
         self._entropy_n += int(entropy.numel())
         centroids = getattr(model, "centroids", None)
@@ -494,4 +542,4 @@ class ABN(Method):
             return {}
         value = self._entropy_sum / self._entropy_n
         self._entropy_sum, self._entropy_n = 0.0, 0
-        return {"map_entropy": value}
+        return {"abn_eq11_entropy_bits": value}
