@@ -2,8 +2,8 @@
 
 Outputs in ``out_dir``: ``scores.csv`` (one row per clip and map), ``summary.csv`` (means per
 map over clips), ``localisation.csv`` (weak-localisation box IoU per clip, map, threshold mode
-and alpha: the data the held-out alphas are chosen from), ``maps.h5`` (group per video, one float16 (T, H, W) dataset per map, attributes
-say what it holds), ``failures.csv``.
+and alpha: the data the held-out alphas are chosen from), ``maps.h5`` (group per video, one
+float16 (T, H, W) dataset per map, attributes say what it holds), ``failures.csv``.
 
 Clips and masks come from the shared evaluation dataset (flowguide.clips: dynamic temporal
 stride with offset 0, the checkpoint's evaluation short side, centre crop and normalisation), so
