@@ -74,9 +74,10 @@ def weighted_slic(features: Tensor, n_segments: int, iterations: int = 10) -> Te
             )
             d_f = (features[box] - centre_feats[k]).pow(2).sum(-1)
             dist = d_s + d_f
-            closer = dist < best[box]
-            best[box] = torch.where(closer, dist, best[box])
-            new[box] = torch.where(closer, torch.full_like(new[box], k), new[box])
+            best_box, new_box = best[box], new[box]  # views: updated in place
+            closer = dist < best_box
+            torch.minimum(best_box, dist, out=best_box)
+            new_box.masked_fill_(closer, k)
         # A voxel no moved centre reaches keeps its centre (never happens on the first pass).
         new = torch.where(new < 0, labels, new)
         if torch.equal(new, labels):
