@@ -513,6 +513,7 @@ def test_explain_and_score_rows(planted):
         (maps["selective_rise"] > 0).sum().item() / (maps["rise"] > 0).sum().item()
     )
     assert loco["topshare_iou"] >= 0 and "loc_curves" in loco
+    assert loco["n_features"] == loco["forward_passes"] - 1  # one removal per segment + base
     summary = summarise([{**r, "vid_name": "a"} for r in rows] * 2)
     assert len(summary) == 3 and summary[0]["n_clips"] == 2
     assert summary[0]["deletion_auc"] == pytest.approx(loco["deletion_auc"])

@@ -171,6 +171,8 @@ def explain_and_score(
         }
         if base in seg_seconds:
             row["segmentation_seconds"] = seg_seconds[base]
+        if "n_features" in result.extras:  # segments, supervoxels or occlusion windows used
+            row["n_features"] = result.extras["n_features"]
         row.update(
             score_map(model_fn, clip, target, result.map, options, mask, flow_magnitude, **kw)
         )
