@@ -59,7 +59,7 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "univariate": {},
     "occlusion": {"positions": (7, 13, 13), "window_scale": 1.0, "window": None, "stride": None},
     # 004: guided backprop, 120 supervoxels, w_c = 20, w_g = 9, SWAG-V_{I+G}.
-    "swag_v": {"n_segments": 120, "w_c": 20.0, "w_g": 9.0, "variant": "I+G"},
+    "swag_v": {"n_segments": 120, "w_c": 20.0, "w_g": 9.0, "variant": "I+G", "iterations": 10},
 }
 
 
@@ -70,10 +70,6 @@ def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict
     merged.update({k: v for k, v in options.items() if k not in EXPLAINERS and k != "explainers"})
     merged.update(options.get(name) or {})
     return merged
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
 
 
 # --------------------------------------------------------------------------- captum-based

@@ -135,7 +135,7 @@ def swag_v(
         float(options["w_c"]),
         float(options["w_g"]),
         int(options["n_segments"]),
-        int(options.get("iterations", 10)),
+        int(options["iterations"]),
         clip.device,
     )
     relevance = torch.from_numpy(segment_means(sal_np, labels)).float()
