@@ -145,8 +145,8 @@ def write_explain(folder: Path) -> None:
          "selective": name.startswith("selective_"), "target": 0.5, "forward_passes": fp,
          "backward_passes": 1.0 if "gradcam" in name else 0.0, "seconds": 0.01,
          "entropy": 1.5, "deletion_auc": deletion, "insertion_auc": insertion,
-         "metric_forward_passes": 58.0, "pointing": 0.5, "topk_iou": topk,
-         "topk_dice": 2 * topk / (1 + topk), "selectivity_kept_fraction": kept, "n_clips": 2}
+         "metric_forward_passes": 58.0, "pointing": 0.5, "topshare_iou": topk,
+         "topshare_dice": 2 * topk / (1 + topk), "selectivity_kept_fraction": kept, "n_clips": 2}
         for name, (fp, deletion, insertion, topk, kept) in EXPLAIN_ROWS.items()
     ]  # fmt: skip
     pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
@@ -291,8 +291,8 @@ def test_explain_table_holds_the_summary_numbers(results: Path):
         fp, deletion, insertion, topk, kept = EXPLAIN_ROWS[row["explainer"]]
         assert row["forward_passes"] == fp and row["deletion_auc"] == pytest.approx(deletion)
         assert row["insertion_auc"] == pytest.approx(insertion)
-        assert row["topk_iou"] == pytest.approx(topk)
-        assert row["topk_dice"] == pytest.approx(2 * topk / (1 + topk))
+        assert row["topshare_iou"] == pytest.approx(topk)
+        assert row["topshare_dice"] == pytest.approx(2 * topk / (1 + topk))
         assert (pd.isna(row["selectivity_kept_fraction"]) and kept is None) or row[
             "selectivity_kept_fraction"
         ] == pytest.approx(kept)
@@ -305,7 +305,7 @@ def test_explain_table_holds_the_summary_numbers(results: Path):
     for name, (_, deletion, insertion, topk, kept) in EXPLAIN_ROWS.items():
         assert float(table.loc[name, "deletion_auc"]) == pytest.approx(deletion, abs=5e-5)
         assert float(table.loc[name, "insertion_auc"]) == pytest.approx(insertion, abs=5e-5)
-        assert float(table.loc[name, "topk_iou"]) == pytest.approx(topk, abs=5e-5)
+        assert float(table.loc[name, "topshare_iou"]) == pytest.approx(topk, abs=5e-5)
         assert table.loc[name, "selectivity_kept_fraction"] == (
             "-" if kept is None else f"{kept:.4f}"
         )
@@ -324,7 +324,7 @@ def test_explain_section_says_which_run_explained_nothing(results: Path):
     text = (out / "report.md").read_text()
     assert "Missing: explain/vanilla/T8/summary.csv has no rows" in text
     # With two runs, each compared metric gets a table: rows explainer, a column per run.
-    compare = pd.read_csv(out / "tables" / "explain_topk_iou.csv").set_index("explainer")
+    compare = pd.read_csv(out / "tables" / "explain_topshare_iou.csv").set_index("explainer")
     assert list(compare.columns) == ["rrr_ogl T=16"]  # the empty run adds no column
     assert compare["rrr_ogl T=16"].tolist() == pytest.approx([r[3] for r in EXPLAIN_ROWS.values()])
     assert "explain_vanilla_T8" not in report.figures_written

@@ -8,7 +8,9 @@ Conventions (also written into metrics.json):
   (so frames the model ignores stay low, as in the thesis' Figure 5.3), and binarised at
   ``threshold`` (default 0.5: pixel >= 0.5 counts as attended). IoU = |P & M| / |P | M| and
   Dice = 2 |P & M| / (|P| + |M|) over the whole clip volume; both are NaN when map and mask are
-  both empty (undefined, counted separately, never averaged in).
+  both empty (undefined, counted separately, never averaged in). The explain stage reports this
+  same overlap (this function) as ``minmax_iou``/``minmax_dice``, beside its ``topshare_*``
+  convention (top share of voxels), so the two stages' numbers are comparable by name.
 - Map entropy: the map clipped at 0 and divided by its sum is a distribution over its own
   (t, h, w) cells; its Shannon entropy divided by log(number of cells) lies in [0, 1]
   (1 = uniform attention, 0 = one cell). NaN for an all-zero map.

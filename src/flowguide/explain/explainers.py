@@ -13,16 +13,14 @@ Per-explainer options override the shared ones (``batch_size``, ``seed``, ``pixe
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from flowguide.explain.core import (
     CountingModel,
@@ -36,7 +34,11 @@ from flowguide.explain.core import (
     split_batches,
 )
 from flowguide.explain.linear import WeightedLinearSurrogate
-from flowguide.explain.segmentation import clip_pixels_thwc, segment_clip, slic_segments
+from flowguide.explain.rise import rise_3d
+from flowguide.explain.segmentation import clip_segments
+from flowguide.explain.swag import swag_v
+
+log = logging.getLogger("flowguide.explain")
 
 Explainer = Callable[[ModelFn, Tensor, int, dict[str, Any]], ExplanationResult]
 
@@ -48,16 +50,16 @@ COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 # 003, Table 2 and Section 4.4: about 200 SLIC regions, 5x as many samples (1000), black fill;
-# RISE on a 4x7x7 grid; sampled occlusion over 7x13x13 = 1183 window positions.
+# RISE on a 4x7x7 grid; sampled occlusion over exactly 7x13x13 = 1183 windows.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "lime": {"n_samples": 1000, "kernel_width": 0.25, "alpha": 1.0},
     "kernel_shap": {"n_samples": 1000},
     "rise": {"n_samples": 1000, "grid": (4, 7, 7), "p": 0.5},
     "loco": {},
     "univariate": {},
-    "occlusion": {"positions": (7, 13, 13), "window_scale": 2.0, "window": None, "stride": None},
+    "occlusion": {"positions": (7, 13, 13), "window_scale": 1.0, "window": None, "stride": None},
     # 004: guided backprop, 120 supervoxels, w_c = 20, w_g = 9, SWAG-V_{I+G}.
-    "swag_v": {"n_segments": 120, "w_c": 20.0, "w_g": 9.0, "variant": "I+G"},
+    "swag_v": {"n_segments": 120, "w_c": 20.0, "w_g": 9.0, "variant": "I+G", "iterations": 10},
 }
 
 
@@ -70,15 +72,11 @@ def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict
     return merged
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
 # --------------------------------------------------------------------------- captum-based
 
 
 def _segment_feature_mask(clip: Tensor, options: dict[str, Any]) -> tuple[Tensor, int]:
-    segments = segment_clip(clip, options)
+    segments = clip_segments(clip, options)
     return segments[None, None], int(segments.max().item()) + 1  # (1, 1, T, H, W)
 
 
@@ -154,28 +152,33 @@ def kernel_shap_3d(
 def occlusion_windows(
     shape: tuple[int, int, int], options: dict[str, Any]
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """Window, stride and window positions per (T, H, W) axis for sampled occlusion.
+    """Window, stride and window count per (T, H, W) axis for sampled occlusion.
 
-    Explicit ``window``/``stride`` win; otherwise ``positions`` per axis with windows
-    ``window_scale`` times the stride (so neighbouring windows overlap), as captum counts them.
+    Explicit ``window``/``stride`` win. Otherwise exactly ``positions[a]`` windows per axis
+    (003, Table 2: a 7 x 13 x 13 grid = 1,183 windows; 003 gives the count, not the window):
+    stride = floor(size / (n - 1 + window_scale)) and window = size - (n - 1) * stride, so the
+    first window starts at 0, the last ends at the border, and the window is about
+    ``window_scale`` strides (1: the cells of a 3D grid, overlapping by under n voxels). An axis
+    shorter than ``positions[a]`` gets one window per voxel (size positions).
     """
     if options.get("window") is not None:
         window = as_int_tuple(options["window"], 3, "window")
         stride = as_int_tuple(options.get("stride") or options["window"], 3, "stride")
+        window = tuple(min(w, s) for w, s in zip(window, shape, strict=True))
     else:
         positions = as_int_tuple(options["positions"], 3, "positions")
         scale = float(options["window_scale"])
-        window = tuple(
-            min(s, max(1, math.ceil(scale * s / n))) for s, n in zip(shape, positions, strict=True)
-        )
+        if scale < 1 or min(positions) < 1:
+            raise ValueError(f"occlusion needs positions >= 1 and window_scale >= 1: {options}")
+        counts = [min(n, s) for n, s in zip(positions, shape, strict=True)]
         stride = tuple(
-            max(1, min(w, (s - w) // max(1, n - 1)) if s > w else w)
-            for s, w, n in zip(shape, window, positions, strict=True)
+            max(1, math.floor(s / (n - 1 + scale))) if n > 1 else s
+            for s, n in zip(shape, counts, strict=True)
         )
-    window = tuple(min(w, s) for w, s in zip(window, shape, strict=True))
+        window = tuple(s - (n - 1) * st for s, n, st in zip(shape, counts, stride, strict=True))
     counts = tuple(
         math.ceil((s - w) / st) + 1 for s, w, st in zip(shape, window, stride, strict=True)
-    )
+    )  # captum's count of window positions per axis
     return window, stride, counts
 
 
@@ -192,6 +195,10 @@ def sampled_occlusion_3d(
     counter = CountingModel(model_fn, options["output"])
     c, *thw = clip.shape
     window, stride, counts = occlusion_windows(tuple(thw), options)
+    log.info(
+        "occlusion: %s = %d windows of %s voxels, stride %s",
+        " x ".join(map(str, counts)), math.prod(counts), window, stride,
+    )  # fmt: skip
     fill = black_fill(clip, options).expand_as(clip)[None].contiguous()
     attr = Occlusion(counter).attribute(
         clip[None],
@@ -201,52 +208,18 @@ def sampled_occlusion_3d(
         baselines=fill,
         perturbations_per_eval=int(options["batch_size"]),
     )
-    return finish(attr[0].mean(0), counter, started, window=window, stride=stride, positions=counts)
+    return finish(
+        attr[0].mean(0),
+        counter,
+        started,
+        window=window,
+        stride=stride,
+        positions=counts,
+        n_features=math.prod(counts),
+    )
 
 
 # --------------------------------------------------------------------------- written here
-
-
-def rise_masks(
-    n: int,
-    shape: tuple[int, int, int],
-    grid: tuple[int, int, int],
-    p: float,
-    generator: torch.Generator,
-) -> Tensor:
-    """(n, T, H, W) RISE masks: a random binary (gt, gh, gw) grid, trilinearly upsampled to
-    (g + 1) cells and cropped at a random shift, so cell borders fall anywhere (Petsiuk et al.)."""
-    cells = tuple(min(g, s) for g, s in zip(grid, shape, strict=True))
-    cell = tuple(math.ceil(s / g) for s, g in zip(shape, cells, strict=True))
-    up = tuple((g + 1) * c for g, c in zip(cells, cell, strict=True))
-    binary = (torch.rand((n, 1, *cells), generator=generator) < p).float()
-    smooth = F.interpolate(binary, size=up, mode="trilinear", align_corners=False)[:, 0]
-    shifts = [torch.randint(0, c, (n,), generator=generator) for c in cell]
-    out = torch.empty((n, *shape))
-    for i in range(n):
-        st, sh, sw = (int(s[i]) for s in shifts)
-        out[i] = smooth[i, st : st + shape[0], sh : sh + shape[1], sw : sw + shape[2]]
-    return out
-
-
-def rise_3d(
-    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
-) -> ExplanationResult:
-    """3D RISE: relevance = sum_i score(I * M_i) M_i / (N p), soft masks faded to black."""
-    started = time.perf_counter()
-    counter = CountingModel(model_fn, options["output"])
-    gen = _generator(options["seed"])
-    n, p, batch = int(options["n_samples"]), float(options["p"]), int(options["batch_size"])
-    grid = as_int_tuple(options["grid"], 3, "grid")
-    shape = tuple(clip.shape[1:])
-    fill = black_fill(clip, options)
-    relevance = torch.zeros(shape, device=clip.device)
-    with torch.inference_mode():
-        for start in range(0, n, batch):
-            masks = rise_masks(min(batch, n - start), shape, grid, p, gen).to(clip.device)
-            scores = counter.scores(blend(clip, fill, masks))[:, target]
-            relevance += torch.einsum("n,nthw->thw", scores.to(masks.dtype), masks)
-    return finish(relevance / (n * p), counter, started)
 
 
 def _segment_keep_masks(segments: Tensor, ids: Tensor, keep_only: bool) -> Tensor:
@@ -258,7 +231,7 @@ def _segment_keep_masks(segments: Tensor, ids: Tensor, keep_only: bool) -> Tenso
 def _per_segment_scores(
     counter: CountingModel, clip: Tensor, target: int, options: dict[str, Any], keep_only: bool
 ) -> tuple[Tensor, Tensor]:
-    segments = segment_clip(clip, options)
+    segments = clip_segments(clip, options)
     n_seg = int(segments.max().item()) + 1
     fill = black_fill(clip, options)
     scores = []
@@ -294,91 +267,6 @@ def univariate_lv(
     scores, segments = _per_segment_scores(counter, clip, target, options, keep_only=True)
     relevance = segments_to_map(scores - empty, segments)
     return finish(relevance, counter, started, n_features=len(scores))
-
-
-# --------------------------------------------------------------------------- SWAG-V
-
-
-class _NonInplaceReLU:
-    """Turns in-place ReLUs off while captum's backward hooks are attached (they reject them)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.relus = [m for m in module.modules() if isinstance(m, nn.ReLU) and m.inplace]
-
-    def __enter__(self) -> None:
-        for m in self.relus:
-            m.inplace = False
-
-    def __exit__(self, *exc: object) -> None:
-        for m in self.relus:
-            m.inplace = True
-
-
-def guided_backprop(model_fn: ModelFn, clip: Tensor, target: int) -> Tensor:
-    """(C, T, H, W) guided-backprop gradient of the target logit; ``model_fn`` must be a Module."""
-    from captum.attr import GuidedBackprop
-
-    if not isinstance(model_fn, nn.Module):
-        raise TypeError(
-            "guided backprop needs model_fn to be an nn.Module holding the network's ReLUs "
-            "(wrap a callable with flowguide.explain.core.ModuleFn)"
-        )
-    inputs = clip[None].detach().clone().requires_grad_(True)
-    with _NonInplaceReLU(model_fn), torch.enable_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        grads = GuidedBackprop(model_fn).attribute(inputs, target=target)
-    return grads[0].detach()
-
-
-def swag_features(
-    pixels_thwc: np.ndarray, saliency: np.ndarray, variant: str, w_c: float, w_g: float
-) -> np.ndarray:
-    """SLIC features whose plain Euclidean distance is SWAG's sqrt((d_c/w_c)^2 + (d_g/w_g)^2).
-
-    Colour is CIELAB (L in 0..100); the gradient saliency is scaled to the same 0..100 range.
-    Dividing each part by its weight before SLIC (compactness 1, so d_s is in grid steps) gives
-    exactly SWAG's distance D' (004, Eq. 3).
-    """
-    from skimage.color import rgb2lab
-
-    colour = (
-        rgb2lab(np.clip(pixels_thwc, 0, 1)) if pixels_thwc.shape[-1] == 3 else 100 * pixels_thwc
-    )
-    grad = 100.0 * saliency[..., None]
-    parts = {"I": [colour / w_c], "G": [grad / w_g], "I+G": [colour / w_c, grad / w_g]}
-    if variant not in parts:
-        raise ValueError(f"SWAG-V variant must be one of {sorted(parts)}, not {variant!r}")
-    return np.concatenate(parts[variant], axis=-1)
-
-
-def swag_v(
-    model_fn: ModelFn, clip: Tensor, target: int, options: dict[str, Any]
-) -> ExplanationResult:
-    """SWAG-V: 3D SLIC over clip and guided-backprop saliency, each supervoxel scored by its mean
-    saliency (004, Eq. 1). Saliency = max over channels of |gradient|, scaled to [0, 1]."""
-    started = time.perf_counter()
-    grads = guided_backprop(model_fn, clip, target)
-    saliency = grads.abs().amax(dim=0)
-    saliency = saliency / saliency.max().clamp_min(1e-12)
-    sal_np = saliency.cpu().double().numpy()
-    features = swag_features(
-        clip_pixels_thwc(clip, options),
-        sal_np,
-        options["variant"],
-        float(options["w_c"]),
-        float(options["w_g"]),
-    )
-    labels = slic_segments(features, options["n_segments"], compactness=1.0, convert2lab=False)
-    sums = np.bincount(labels.ravel(), weights=sal_np.ravel())
-    means = sums / np.bincount(labels.ravel())
-    relevance = torch.from_numpy(means[labels]).float()
-    return ExplanationResult(
-        map=relevance,
-        forward_passes=1,
-        backward_passes=1,
-        seconds=time.perf_counter() - started,
-        extras={"n_features": int(labels.max()) + 1},
-    )
 
 
 # --------------------------------------------------------------------------- registry

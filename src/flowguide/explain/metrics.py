@@ -5,9 +5,11 @@
   all channels at once, filled with black in pixel space; the target's softmax probability is
   tracked and integrated by the trapezoid rule over the removed/inserted fraction in [0, 1].
   Ties in relevance are broken by a seeded random order (segment-constant maps have many).
-- Localisation against the diver mask: pointing game, IoU and Dice of the top-k% voxels, and
-  SWAG-V's weak localisation (per-frame boxes, mean IoU above 0.5 is a hit).
-- Selective relevance (002): precision against motion and selectivity.
+- Localisation against the diver mask, two named conventions: ``topshare``: IoU and Dice of
+  the top ``top_k`` share of voxels (ties at the cut all kept); ``minmax``: the evaluate
+  stage's (map min-max scaled, >= 0.5). Pointing game. SWAG-V's weak localisation (per-frame
+  boxes, mean IoU above 0.5 is a hit) in three threshold modes, alpha held out per mode.
+- Motion (002): precision against optical flow (centred relevance), selectivity.
 - Sharpness (001): map entropy.
 
 A metric that has nothing to measure (an empty mask, no kept voxel) returns NaN.
@@ -117,12 +119,14 @@ def pointing_game(relevance: Tensor, mask: Tensor | np.ndarray, per_frame: bool 
 
 
 def top_fraction(relevance: Tensor, fraction: float) -> Tensor:
-    """Bool map of the ceil(fraction * N) most relevant voxels (ties: lower index first)."""
+    """Bool map of the voxels at or above the k-th largest value, k = ceil(fraction * N).
+
+    Ties at the cut are all kept (the region may exceed k voxels), so the region depends only
+    on the values, never on voxel order: a mirrored clip gets the mirrored region."""
     flat = relevance.reshape(-1).float().cpu()
     k = min(flat.numel(), max(1, math.ceil(fraction * flat.numel())))
-    out = torch.zeros(flat.numel(), dtype=torch.bool)
-    out[torch.topk(flat, k, sorted=False).indices] = True
-    return out.reshape(relevance.shape)
+    cut = torch.topk(flat, k).values[-1]
+    return (flat >= cut).reshape(relevance.shape)
 
 
 def iou_dice(pred: Tensor, mask: Tensor | np.ndarray) -> tuple[float, float]:
@@ -134,10 +138,25 @@ def iou_dice(pred: Tensor, mask: Tensor | np.ndarray) -> tuple[float, float]:
     return inter / union, 2 * inter / (int(p.sum()) + int(m.sum()))
 
 
-def topk_iou_dice(
+def topshare_iou_dice(
     relevance: Tensor, mask: Tensor | np.ndarray, fraction: float = 0.1
 ) -> dict[str, float]:
+    """IoU/Dice of the top ``fraction`` of voxels (``top_fraction``) against the mask."""
     iou, dice = iou_dice(top_fraction(relevance, fraction), mask)
+    return {"iou": iou, "dice": dice}
+
+
+def minmax_iou_dice(
+    relevance: Tensor, mask: Tensor | np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """IoU/Dice under the evaluate stage's convention (flowguide.evaluate.metrics, the same
+    function): the map min-max scaled over the clip, attended where >= ``threshold``."""
+    from flowguide.evaluate.metrics import map_mask_overlap
+
+    m = _as_bool(mask)
+    if not m.any():
+        return {"iou": NAN, "dice": NAN}
+    iou, dice = map_mask_overlap(relevance.float().cpu(), m, threshold)
     return {"iou": iou, "dice": dice}
 
 
@@ -145,7 +164,8 @@ def threshold_map(relevance: Tensor, mode: str = "mean", alpha: float | None = N
     """Bool (T, H, W) region of a map, thresholded over the whole clip (Fong & Vedaldi's three):
 
     ``value``: min-max scaled map > alpha (0.5); ``mean``: map > alpha (1.0) * its mean;
-    ``energy``: the most relevant voxels holding alpha (0.5) of the positive relevance.
+    ``energy``: the most relevant voxels holding alpha (0.5) of the positive relevance (all
+    voxels tied with the last one needed are kept). Deterministic: depends only on values.
     """
     r = relevance.float().cpu()
     if mode == "value":
@@ -162,7 +182,7 @@ def threshold_map(relevance: Tensor, mode: str = "mean", alpha: float | None = N
         total = float(pos.sum())
         if total <= 0:
             return torch.zeros_like(r, dtype=torch.bool)
-        values, order = torch.sort(pos, descending=True, stable=True)
+        values = torch.sort(pos, descending=True).values
         need = (0.5 if alpha is None else alpha) * total
         k = (
             int(
@@ -172,9 +192,9 @@ def threshold_map(relevance: Tensor, mode: str = "mean", alpha: float | None = N
             )
             + 1
         )
-        out = torch.zeros(pos.numel(), dtype=torch.bool)
-        out[order[: min(k, pos.numel())]] = True
-        return out.reshape(r.shape)
+        # All voxels tied with the k-th are kept: the region depends on values, not on order.
+        cut = values[min(k, pos.numel()) - 1]
+        return ((pos >= cut) & (pos > 0)).reshape(r.shape)
     raise ValueError(f"threshold mode must be value, mean or energy, not {mode!r}")
 
 
@@ -205,8 +225,8 @@ def weak_localisation(
     alpha: float | None = None,
     iou_threshold: float = 0.5,
 ) -> dict[str, float]:
-    """SWAG-V's weak localisation: per frame with a mask, the box of the thresholded map vs the
-    mask's box; the clip is a hit when the mean box IoU over those frames exceeds 0.5."""
+    """SWAG-V's weak localisation at one alpha: per frame with a mask, the box of the
+    thresholded map vs the mask's box; the clip is a hit when the mean box IoU exceeds 0.5."""
     region, m = threshold_map(relevance, mode, alpha), _as_bool(mask)
     ious = [
         box_iou(bounding_box(region[t]), bounding_box(m[t]))
@@ -217,6 +237,52 @@ def weak_localisation(
         return {"box_iou": NAN, "hit": NAN}
     mean = float(np.mean(ious))
     return {"box_iou": mean, "hit": float(mean > iou_threshold)}
+
+
+# SWAG-V (004, Table 3) thresholds every map three ways and picks alpha as Fong & Vedaldi (2017)
+# do: the alpha with the lowest localisation error on held-out data, per method and mode, from
+# these grids (value and energy 0:0.05:0.95, mean 0:0.5:10).
+LOC_MODES = ("value", "mean", "energy")
+LOC_ALPHAS: dict[str, tuple[float, ...]] = {
+    "value": tuple(round(0.05 * i, 2) for i in range(20)),
+    "energy": tuple(round(0.05 * i, 2) for i in range(20)),
+    "mean": tuple(0.5 * i for i in range(21)),
+}
+
+
+def weak_localisation_curve(
+    relevance: Tensor, mask: Tensor | np.ndarray, mode: str, alphas: tuple[float, ...]
+) -> list[float]:
+    """Mean box IoU of the map thresholded at each alpha (NaN each when the mask is empty)."""
+    return [weak_localisation(relevance, mask, mode, a)["box_iou"] for a in alphas]
+
+
+def choose_alpha(curves: np.ndarray, iou_threshold: float = 0.5) -> int:
+    """Index of the alpha with the lowest error (share of clips with mean box IoU <= 0.5) over
+    ``curves`` (clips, alphas); ties: the higher mean box IoU, then the lower alpha."""
+    error = (curves <= iou_threshold).mean(0)
+    mean_iou = curves.mean(0)
+    return int(np.lexsort((np.arange(curves.shape[1]), -mean_iou, error))[0])
+
+
+def held_out_localisation(
+    curves: np.ndarray, alphas: tuple[float, ...], iou_threshold: float = 0.5
+) -> list[dict[str, float]]:
+    """Per clip, the alpha chosen on the other clips (leave one clip out, so a clip never
+    picks its own threshold) and this clip's box IoU and hit there. NaN for a clip without
+    mask and for every clip when fewer than two clips have one."""
+    valid = ~np.isnan(curves).any(1)
+    out = []
+    for i in range(len(curves)):
+        others = valid.copy()
+        others[i] = False
+        if not valid[i] or not others.any():
+            out.append({"alpha": NAN, "box_iou": NAN, "hit": NAN})
+            continue
+        j = choose_alpha(curves[others], iou_threshold)
+        iou = float(curves[i, j])
+        out.append({"alpha": alphas[j], "box_iou": iou, "hit": float(iou > iou_threshold)})
+    return out
 
 
 # --------------------------------------------------------------------------- motion, sharpness
@@ -232,15 +298,28 @@ def flow_magnitude_volume(flow: np.ndarray | Tensor, n_frames: int) -> Tensor:
 
 
 def motion_precision(
-    relevance: Tensor, flow_magnitude: Tensor, flow_threshold: float = 1.0
+    relevance: Tensor,
+    flow_magnitude: Tensor,
+    flow_threshold: float = 0.0,
+    centre: bool = True,
+    kept: Tensor | None = None,
 ) -> float:
-    """002's precision P: share of voxels with positive relevance whose flow magnitude exceeds
-    ``flow_threshold`` (pixels per frame). NaN when no voxel is positive."""
-    kept = relevance.float().cpu() > 0
-    if not kept.any():
+    """002's precision P = sum(I_R * I_O) / sum(I_R).
+
+    I_R = R > 0 after centring R around zero (002: "we center all explanations around zero";
+    here: minus its mean over the clip), so an all-positive map is not "relevant everywhere".
+    I_O = flow magnitude > ``flow_threshold`` (002: O > 0; estimated flow is rarely exactly 0,
+    so a small threshold in pixels per frame may be wanted). ``kept``: a selective map's kept
+    voxels, centred with its base map's mean (centre first, then filter, as 002). NaN when no
+    voxel is relevant."""
+    r = relevance.float().cpu()
+    relevant = (r - r.mean() > 0) if centre else (r > 0)
+    if kept is not None:
+        relevant &= kept.bool().cpu()
+    if not relevant.any():
         return NAN
     moving = flow_magnitude.float().cpu() > flow_threshold
-    return int((kept & moving).sum()) / int(kept.sum())
+    return int((relevant & moving).sum()) / int(relevant.sum())
 
 
 def selectivity(baseline: Tensor, selective: Tensor) -> dict[str, float]:

@@ -35,7 +35,11 @@ def grid_segments(
 def slic_segments(
     pixels_thwc: np.ndarray, n_segments: int = 200, compactness: float = 10.0, **slic_kwargs: Any
 ) -> np.ndarray:
-    """3D SLIC supervoxels of a (T, H, W, C) video in [0, 1] (Lab colour distance when C = 3)."""
+    """3D SLIC supervoxels of a (T, H, W, C) video in pixel space [0, 1] (Lab distance when C = 3).
+
+    Pixels outside [0, 1] (a normalisation round trip) are clipped: this is an image, not a
+    feature space. Weighted feature spaces (SWAG-V) go through ``weighted_slic`` instead.
+    """
     from skimage.segmentation import slic
 
     labels = slic(
@@ -52,6 +56,18 @@ def slic_segments(
 def clip_pixels_thwc(clip: Tensor, options: dict[str, Any]) -> np.ndarray:
     """Model-space (C, T, H, W) clip -> pixel-space (T, H, W, C) float64 NumPy array."""
     return to_pixels(clip, options).permute(1, 2, 3, 0).detach().cpu().double().numpy()
+
+
+# Explainers that remove segments of ``segment_clip``; the runner segments a clip once for them
+# and passes the ids under SHARED_SEGMENTS in their options.
+SEGMENT_USERS = frozenset({"lime", "kernel_shap", "loco", "univariate"})
+SHARED_SEGMENTS = "_segments"
+
+
+def clip_segments(clip: Tensor, options: dict[str, Any]) -> Tensor:
+    """The shared segmentation when the runner passed one, else ``segment_clip``."""
+    shared = options.get(SHARED_SEGMENTS)
+    return shared.to(clip.device) if shared is not None else segment_clip(clip, options)
 
 
 def segment_clip(clip: Tensor, options: dict[str, Any]) -> Tensor:

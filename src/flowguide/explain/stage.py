@@ -1,8 +1,10 @@
 """The explain stage: a trained checkpoint + manifest + diver masks (+ flow) -> scored explanations.
 
 Outputs in ``out_dir``: ``scores.csv`` (one row per clip and map), ``summary.csv`` (means per
-map over clips), ``maps.h5`` (group ``/videos/<vid_name>``, one float16 (T, H, W) dataset per
-map, attributes say what it holds), ``failures.csv``.
+map over clips), ``localisation.csv`` (weak-localisation box IoU per clip, map, threshold mode
+and alpha: the data the held-out alphas are chosen from), ``maps.h5`` (group
+``/videos/<vid_name>``, one float16 (T, H, W) dataset per map, attributes say what it holds),
+``failures.csv``.
 
 Clips and masks come from the shared evaluation dataset (flowguide.clips: dynamic temporal
 stride with offset 0, the checkpoint's evaluation short side, centre crop and normalisation), so
@@ -28,7 +30,7 @@ from tqdm import tqdm
 from flowguide.clips.dataset import evaluation_datasets
 from flowguide.explain.core import ExplanationResult, ModelFn, ModuleFn
 from flowguide.explain.explainers import EXPLAINERS, register_explainer
-from flowguide.explain.runner import explain_and_score, summarise
+from flowguide.explain.runner import calibrate_localisation, explain_and_score, summarise
 from flowguide.modeling.trained import TrainedModel, load_trained
 from flowguide.utils.atomic import atomic_write_text
 from flowguide.utils.device import resolve_device
@@ -170,6 +172,8 @@ def run_explain(
                 )
             all_rows.extend({"vid_name": vid, "target": target, **r} for r in scored)
     failures.write(out / "failures.csv")
+    curves = calibrate_localisation(all_rows, explain_opts)
+    atomic_write_text(out / "localisation.csv", pd.DataFrame(curves).to_csv(index=False))
     atomic_write_text(out / "scores.csv", pd.DataFrame(all_rows).to_csv(index=False))
     summary = summarise(all_rows) if all_rows else []
     atomic_write_text(out / "summary.csv", pd.DataFrame(summary).to_csv(index=False))

@@ -35,22 +35,29 @@ REPORT_DEFAULTS: dict[str, Any] = {
     "gallery_renderer": "inspect",
     # Post-hoc explanations: metrics compared across runs in one table each (when > 1 run);
     # the galleries show cam_frames frames of each run's first explained clip.
-    "explain_compare": ["topk_iou", "deletion_auc", "insertion_auc"],
+    "explain_compare": ["topshare_iou", "deletion_auc", "insertion_auc"],
 }
 
 EXPLAIN_TEXT = (
-    "Each explainer's map and its selective version (002: relevance kept only where it changes "
-    "sharply over time, |temporal Sobel| > n_std standard deviations), scored against the diver "
-    "masks of the evaluation clips; means over clips. Cost: model forward/backward passes and "
-    "seconds per map. deletion_auc: the class score as the most relevant voxels are removed "
-    "(lower = more faithful); insertion_auc: as they are put back (higher = more faithful); "
-    "pointing: share of clips whose map maximum lies in the mask; topk_iou/dice: the top share "
-    "of voxels (top_k, 10% by default) against the mask; loc_box_iou/loc_hit: SWAG-V's weak "
-    "localisation (box of the thresholded map against the mask's box, hit when IoU > 0.5); "
-    "motion_precision: share of positive-relevance voxels that move (002); entropy: 001's "
-    "per-frame histogram entropy in bits; selectivity_*: of the base map's positive voxels, the "
-    "share the selective map keeps or removes, and the share of positive relevance kept. "
-    "'-' = not computed for that map."
+    "Each explainer's map, scored against the diver masks of the evaluation clips; means over "
+    "clips. Selective relevance (002: relevance kept where it rises sharply over time, temporal "
+    "Sobel G_t > n_std standard deviations; selective.rule 'magnitude' keeps |G_t|) is shown "
+    "only for voxel-level maps (GradCAM, RISE; SWAG-V's through its guided-backprop saliency, "
+    "selective_guided_backprop): LIME, Kernel SHAP, LOCO, univariate and occlusion maps are "
+    "constant per region, where the filter would only find region borders. Cost: model "
+    "forward/backward passes and seconds per map (segmentation_seconds: the clip's one SLIC, "
+    "shared by the segment-based explainers). deletion_auc: the class score as the most "
+    "relevant voxels are removed (lower = more faithful); insertion_auc: as they are put back "
+    "(higher = more faithful); pointing: share of clips whose map maximum lies in the mask; "
+    "topshare_iou/dice: the top share of voxels (top_k, 10% by default; ties at the cut all "
+    "kept) against the mask; minmax_iou/dice: the evaluate stage's convention (map min-max "
+    "scaled, >= 0.5), comparable with its GradCAM IoU; loc_{value,mean,energy}_*: SWAG-V's weak "
+    "localisation per threshold mode (box of the thresholded map against the mask's box, hit "
+    "when the mean IoU > 0.5), alpha chosen on the other clips as Fong & Vedaldi; "
+    "motion_precision: share of relevant voxels (relevance above the map's mean, 002's "
+    "centring) that move (flow > flow_threshold); entropy: 001's per-frame histogram entropy "
+    "in bits; selectivity_*: of the base map's positive voxels, the share the selective map "
+    "keeps or removes, and the share of positive relevance kept. '-' = not computed for that map."
 )
 
 

@@ -191,15 +191,21 @@ def _sort_methods(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # The explain stage's summary columns, in reading order: cost, then the metrics (papers 002-004).
-EXPLAIN_COST = ["n_clips", "forward_passes", "backward_passes", "seconds"]
+EXPLAIN_COST = ["n_clips", "forward_passes", "backward_passes", "seconds", "segmentation_seconds"]
 EXPLAIN_METRICS = [
     "deletion_auc",
     "insertion_auc",
     "pointing",
-    "topk_iou",
-    "topk_dice",
-    "loc_box_iou",
-    "loc_hit",
+    "topshare_iou",
+    "topshare_dice",
+    "minmax_iou",
+    "minmax_dice",
+    "loc_value_hit",
+    "loc_mean_hit",
+    "loc_energy_hit",
+    "loc_value_box_iou",
+    "loc_mean_box_iou",
+    "loc_energy_box_iou",
     "motion_precision",
     "entropy",
     "selectivity_kept_fraction",
