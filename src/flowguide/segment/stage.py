@@ -60,20 +60,31 @@ def per_frame(segment: FrameSegmenter) -> VideoSegmenter:
 
 def sam_segmenter(
     options: dict[str, Any], device: str, sam: Any = None
-) -> tuple[FrameSegmenter, bool, dict[str, Any]]:
-    """``sam`` lets tests pass a tiny model; otherwise the checkpoint in the options is loaded."""
+) -> tuple[FrameSegmenter, bool, dict[str, Any], dict[str, Any]]:
+    """``sam`` lets tests pass a tiny model; otherwise the mode's checkpoints are loaded (all
+    missing ones are named in one error before anything runs)."""
     from dataclasses import asdict
 
-    from flowguide.segment.sam import SamParams, SamSegmenter, build_sam_model
+    from flowguide.segment.sam import SamParams, SamSegmenter
+    from flowguide.segment.weights import build_segmentation_model
     from flowguide.utils.flowviz import flow_to_color
 
     params = SamParams.from_options(options)
-    segmenter = SamSegmenter(sam if sam is not None else build_sam_model(params), params, device)
+    if sam is None:
+        sam, checkpoints = build_segmentation_model(params)
+    else:
+        checkpoints = [{"role": "model passed in by the caller (tests)", "file": "", "sha256": ""}]
+    segmenter = SamSegmenter(sam, params, device)
 
     def run(flows: np.ndarray, gaps: np.ndarray, rgb: np.ndarray | None):
         return segmenter.segment_frame([flow_to_color(f) for f in flows], rgb)
 
-    return run, params.mode == "flowp", asdict(params)
+    attrs = {
+        "sam_mode": params.mode,
+        "sam_checkpoints": json.dumps(checkpoints),
+        "sam_prompts": json.dumps(params.prompt_settings()),
+    }
+    return run, params.mode == "flowp", asdict(params), attrs
 
 
 def flow_index(frame: int, n_flow: int) -> int:
@@ -141,8 +152,11 @@ def run_segment(
     max_objects = int(options.get("max_objects", 10))
     if backend == "motion":
         segment, needs_rgb, params = motion_segmenter(options)
+        backend_attrs: dict[str, Any] = {}
     else:
-        frame_segment, needs_rgb, params = sam_segmenter(options, str(resolve_device(device)), sam)
+        frame_segment, needs_rgb, params, backend_attrs = sam_segmenter(
+            options, str(resolve_device(device)), sam
+        )
         segment = per_frame(frame_segment)
     rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:
@@ -159,6 +173,7 @@ def run_segment(
         "flow_file": str(flow_path),
         "flow_backend": str(flow_attrs.get("backend", "")),
         "layout": "/<vid_name>/labels (T,H,W) uint8, /<vid_name>/scores (T,K) float32",
+        **backend_attrs,
     }
     written = 0
     with write_shard(out_path, file_attrs) as fh:
