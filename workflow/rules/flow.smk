@@ -1,9 +1,19 @@
+# flow.temporary: Snakemake deletes a shard's flow file once every job that reads it is done.
+# Not a result-changing setting, so it stays out of the rule's params.
+FLOW_FILE = f"{RESULTS}/flow/{{shard}}.h5"
+
+
+def flow_params():
+    section = {k: v for k, v in config["flow"].items() if k != "temporary"}
+    return json.dumps(section, sort_keys=True)
+
+
 rule flow:
     input:
         shard=f"{RESULTS}/shards/{{shard}}.csv",
         videos=shard_videos,
     output:
-        flow=f"{RESULTS}/flow/{{shard}}.h5",
+        flow=temp(FLOW_FILE) if config["flow"]["temporary"] else FLOW_FILE,
         failures=f"{RESULTS}/failures/flow/{{shard}}.csv",
     log:
         f"{LOGS}/flow/{{shard}}.log",
@@ -18,7 +28,7 @@ rule flow:
         gpu=gpu_resource("flow"),
         gres=gres_resource("flow"),
     params:
-        options=options("flow"),
+        options=flow_params(),
         device=config["device"],
         fail_fast=fail_fast_flag(),
     shell:
