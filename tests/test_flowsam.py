@@ -352,3 +352,29 @@ def test_load_strict_names_the_keys():
         FlowguideError, match=r"x.pth: not a D checkpoint: missing key\(s\): iou_token.weight"
     ):
         load_strict(decoder, state, "x.pth", "D")
+
+
+def test_the_workflow_stops_at_load_listing_every_missing_weight_file(tmp_path, monkeypatch):
+    """The Diving48 recipe without weights: RAFT, both SAMs and FlowP-SAM, one error."""
+    from flowguide.config import validate_config
+    from flowguide.segment.weights import check_workflow_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    config = validate_config(
+        {
+            "dataset": {"kind": "diving48", "root": str(tmp_path)},
+            "flow": {"backend": "raft_large"},
+            "segment": {"backend": "sam", "sam": {"checkpoint": str(tmp_path / "b.pth")}},
+        }
+    )
+    with pytest.raises(MissingWeightsError) as err:
+        check_workflow_weights(config)
+    text = str(err.value)
+    assert "needs 4 missing weight file(s)" in text
+    for key in ("flow.weights", "segment.sam.rgb_checkpoint", "segment.sam.checkpoint",
+                "segment.sam.flowsam_checkpoint"):  # fmt: skip
+        assert f"-> set {key};" in text
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "raft_large_C_T_SKHT_V2") in text
+    weight_free = {"backend": "dis"}, {"backend": "motion"}
+    check_workflow_weights(validate_config({"dataset": {"kind": "synthdive"},
+                           "flow": weight_free[0], "segment": weight_free[1]}))  # fmt: skip

@@ -86,23 +86,59 @@ def required_files(params: Any) -> list[WeightFile]:
     return [rgb_sam, flow_sam, decoder]
 
 
+def raft_file(flow: dict[str, Any]) -> WeightFile | None:
+    """The RAFT weights file of a validated ``flow`` section (None for OpenCV backends)."""
+    from flowguide.flow.backends import RAFT_BACKENDS, named_weights, resolve_raft_checkpoint
+
+    if flow["backend"] not in RAFT_BACKENDS:
+        return None
+    _, path, _ = resolve_raft_checkpoint(flow["backend"], flow.get("weights"))
+    member = named_weights(flow["backend"], flow.get("weights"))
+    source = member.url if member is not None else "your RAFT training (a torchvision state_dict)"
+    return WeightFile(f"RAFT {flow['backend']}", "flow.weights", str(path), source)
+
+
+def missing_message(what: str, missing: list[WeightFile]) -> str:
+    lines = [
+        f"  - {f.role}: {f.path or '(not set)'} -> set {f.key}; get it from {f.source}"
+        for f in missing
+    ]
+    return (
+        f"{what} needs {len(missing)} missing weight file(s) (nothing is downloaded):\n"
+        + "\n".join(lines)
+        + "\n(segment.sam.mode: sam_on_flow runs plain SAM on flow images without FlowSAM "
+        "weights; segment.backend: motion needs no weights.)"
+    )
+
+
 def check_weight_files(params: Any) -> list[WeightFile]:
     """All files of the mode, or one MissingWeightsError listing every missing one."""
     files = required_files(params)
     missing = [f for f in files if f.missing]
     if missing:
-        lines = [
-            f"  - {f.role}: {f.path or '(not set)'} -> set {f.key}; get it from {f.source}"
-            for f in missing
-        ]
-        raise MissingWeightsError(
-            f"segment.backend 'sam' with segment.sam.mode {params.mode!r} needs "
-            f"{len(missing)} missing weight file(s) (nothing is downloaded):\n"
-            + "\n".join(lines)
-            + "\n(segment.sam.mode: sam_on_flow runs plain SAM on flow images without FlowSAM "
-            "weights; segment.backend: motion needs no weights.)"
-        )
+        what = f"segment.backend 'sam' with segment.sam.mode {params.mode!r}"
+        raise MissingWeightsError(missing_message(what, missing))
     return files
+
+
+def check_workflow_weights(config: dict[str, Any]) -> None:
+    """Called when the workflow loads: the flow and segment stages' weight files, all missing
+    ones in one error, before any job runs (config validated, defaults filled)."""
+    from flowguide.segment.sam import SamParams
+
+    segment = config["segment"]
+    files = []
+    raft = raft_file(config["flow"])
+    if raft is not None:
+        files.append(raft)
+    what = f"flow.backend {config['flow']['backend']!r}, segment.backend {segment['backend']!r}"
+    if segment["backend"] == "sam":
+        params = SamParams.from_options(segment)
+        files += required_files(params)
+        what += f" with segment.sam.mode {params.mode!r}"
+    missing = [f for f in files if f.missing]
+    if missing:
+        raise MissingWeightsError(missing_message(what, missing))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
