@@ -76,3 +76,32 @@ def test_a_frame_without_candidates_keeps_the_warped_objects():
     out, out_scores = match_sequence(labels, scores, flow, used)
     assert object_labels(out) == [(1, 2)] * T
     assert np.isnan(out_scores[3, :2]).all()  # kept from frame 2, warped by the flow
+
+
+def test_stage_option_relabels_and_says_so(tmp_path):
+    import h5py
+    from test_segment import dis_flow, panning_clip, write_flow_file, write_shard_csv
+
+    from flowguide.segment.sequence import SEQUENCE_LABEL_VALUES
+    from flowguide.segment.stage import run_segment
+
+    frames, _ = panning_clip(n_frames=6)
+    flow, used = dis_flow(frames)
+    write_flow_file(tmp_path / "flow.h5", {"v": (flow, used)})
+    write_shard_csv(tmp_path / "shard.csv", ["v"], 6)
+    motion = {"min_residual_px": 0.35, "cue": "flow", "photometric_check": False}
+    paths = [tmp_path / n for n in ("shard.csv", "flow.h5")]
+    for sequence in (False, True):
+        options = {"backend": "motion", "max_objects": 5, "motion": motion,
+                   "sequence_matching": sequence}  # fmt: skip
+        out = tmp_path / f"c{sequence}.h5"
+        run_segment(*paths, out, tmp_path / "f.csv", options, "cpu", fail_fast=True)
+    with h5py.File(tmp_path / "cFalse.h5") as off, h5py.File(tmp_path / "cTrue.h5") as on:
+        assert not off.attrs["sequence_matching"] and on.attrs["sequence_matching"]
+        assert on.attrs["label_values"] == SEQUENCE_LABEL_VALUES
+        assert on["v"]["labels"].attrs["value"] == SEQUENCE_LABEL_VALUES
+        ranked = off["v"]["labels"][()]
+        scores = off["v"]["scores"][()]
+        stored = flow.astype(np.float16).astype(np.float32)  # as the stage reads it
+        expected, _ = match_sequence(ranked, scores, stored, used.astype(np.int64))
+        np.testing.assert_array_equal(on["v"]["labels"][()], expected)
