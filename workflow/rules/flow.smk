@@ -1,11 +1,9 @@
 # flow.temporary: Snakemake deletes a shard's flow file once every job that reads it is done.
 # Not a result-changing setting, so it stays out of the rule's params.
 FLOW_FILE = f"{RESULTS}/flow/{{shard}}.h5"
-
-
-def flow_params():
-    section = {k: v for k, v in config["flow"].items() if k != "temporary"}
-    return json.dumps(section, sort_keys=True)
+FLOW_PARAMS = json.dumps(
+    {k: v for k, v in config["flow"].items() if k != "temporary"}, sort_keys=True
+)
 
 
 rule flow:
@@ -28,7 +26,7 @@ rule flow:
         gpu=gpu_resource("flow"),
         gres=gres_resource("flow"),
     params:
-        options=flow_params(),
+        options=FLOW_PARAMS,
         device=config["device"],
         fail_fast=fail_fast_flag(),
     shell:
