@@ -371,3 +371,35 @@ def test_flow_to_color_normalises_each_frame_by_its_own_maximum():
         magnitude = np.hypot(*flow)
         expected = 255 * (1 - magnitude / magnitude.max())
         np.testing.assert_allclose(image.min(axis=-1), expected, atol=1.01)
+
+
+def test_all_gaps_in_one_pass_stored_losslessly_with_the_shuffle_filter(tmp_path, monkeypatch):
+    import h5py
+
+    import flowguide.flow.stage as stage
+    from flowguide.flow.stage import video_flow
+
+    rng = np.random.default_rng(3)
+    frames, _ = panning_clip(rng, n_frames=8)
+    write_video(tmp_path / "a.mp4", frames, fps=25, qscale=2)
+    write_shard_csv(tmp_path / "s.csv", [("a", tmp_path / "a.mp4", 60, 84)])
+    reads = []
+    original = stage.read_video
+    monkeypatch.setattr(stage, "read_video", lambda *a, **k: reads.append(a) or original(*a, **k))
+    options = {"backend": "dis", "gaps": [1, -1, 2, -2], "short_side": None}
+    run_flow(tmp_path / "s.csv", tmp_path / "f.h5", tmp_path / "fail.csv", options, "cpu")
+    assert len(reads) == 1  # the clip is decoded once for all four gaps
+    with h5py.File(tmp_path / "f.h5") as fh:
+        dset = fh["a"]["flow"]
+        assert dset.shuffle and dset.compression == "gzip" and dset.chunks == (1, 4, 2, 60, 84)
+        stored = dset[()]
+        shuffled = dset.id.get_storage_size()
+    # lossless: exactly the float16 of the backend's flow on the decoded frames
+    clip = read_video(tmp_path / "a.mp4", 0, 6)  # the shard row: frames 0..5
+    expected, _ = video_flow(clip, OpenCVBackend("dis"), [1, -1, 2, -2])
+    np.testing.assert_array_equal(stored, expected.astype(np.float16))
+    with h5py.File(tmp_path / "plain.h5", "w") as fh:
+        plain = fh.create_dataset(
+            "f", data=stored, chunks=(1, 4, 2, 60, 84), compression="gzip", compression_opts=4
+        ).id.get_storage_size()
+    assert shuffled < plain

@@ -13,16 +13,10 @@ import torch
 from flowguide.cli import main
 from flowguide.segment.labels import paint_label_map
 from flowguide.segment.motion import MotionParams, camera_flow, fit_camera
-from flowguide.segment.sam import (
-    SamParams,
-    SamSegmenter,
-    build_sam_model,
-    build_tiny_sam,
-    expected_decoder_calls,
-    load_flowsam_decoder,
-    load_state,
-)
+from flowguide.segment.sam import SamParams, SamSegmenter, build_sam_model, expected_decoder_calls
 from flowguide.segment.stage import run_segment
+from flowguide.segment.tiny import build_tiny_sam
+from flowguide.segment.weights import flowsam_state, load_strict
 from flowguide.select.quality import frame_ious
 from flowguide.utils.checkpoints import MissingWeightsError
 from flowguide.utils.failures import FlowguideError
@@ -248,7 +242,13 @@ def test_sam_backend_end_to_end_keeps_ranking_and_decodes_every_prompt(tmp_path,
     options = {
         "backend": "sam",
         "max_objects": 6,
-        "sam": {"gridside": 5, "points_per_batch": 7, "nms_iou": 1.0, "border_fraction": 1.0},
+        "sam": {
+            "mode": "flowi",
+            "gridside": 5,
+            "points_per_batch": 7,
+            "nms_iou": 1.0,
+            "border_fraction": 1.0,
+        },  # fmt: skip
     }
     n = run_segment(
         tmp_path / "shard.csv",
@@ -279,7 +279,7 @@ def test_sam_backend_end_to_end_keeps_ranking_and_decodes_every_prompt(tmp_path,
 
 
 def test_sam_filter_drops_border_masks_and_near_duplicates():
-    seg = SamSegmenter(tiny_sam(), SamParams(nms_iou=0.9, border_fraction=0.5))
+    seg = SamSegmenter(tiny_sam(), SamParams(mode="flowi", nms_iou=0.9, border_fraction=0.5))
     masks = torch.zeros((4, 20, 20), dtype=torch.bool)
     masks[0, 5:10, 5:10] = True  # object
     masks[1, 5:10, 5:11] = True  # near duplicate of 0 (box IoU 5/6 < 0.9: kept)
@@ -296,7 +296,7 @@ def test_sam_checkpoints_load_and_missing_ones_are_named(tmp_path):
     torch.save(src.state_dict(), tmp_path / "sam.pth")
     from flowguide.utils.checkpoints import load_weights
 
-    load_state(dst, load_weights(tmp_path / "sam.pth", "SAM"), tmp_path / "sam.pth")
+    load_strict(dst, load_weights(tmp_path / "sam.pth", "SAM"), tmp_path / "sam.pth", "SAM")
     for (name, a), b in zip(src.state_dict().items(), dst.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     # an official FlowI-SAM file holds {'model_state_dict': <mask decoder state>}
@@ -304,17 +304,16 @@ def test_sam_checkpoints_load_and_missing_ones_are_named(tmp_path):
     torch.save(
         {"model_state_dict": other.mask_decoder.state_dict(), "epoch": 3}, tmp_path / "fs.pth"
     )
-    load_flowsam_decoder(dst, tmp_path / "fs.pth", "flowi")
+    fs = tmp_path / "fs.pth"
+    load_strict(dst.mask_decoder, flowsam_state(fs, "FlowI-SAM"), fs, "FlowI-SAM decoder")
     assert torch.equal(dst.mask_decoder.iou_token.weight, other.mask_decoder.iou_token.weight)
-    with pytest.raises(FlowguideError, match="flowi"):
-        load_flowsam_decoder(dst, tmp_path / "fs.pth", "flowp")
-    with pytest.raises(FlowguideError, match="do not match"):
-        load_flowsam_decoder(dst, tmp_path / "sam.pth", "flowi")  # a whole SAM, not a decoder
+    with pytest.raises(FlowguideError, match="unexpected key"):  # a whole SAM, not a decoder
+        load_strict(dst.mask_decoder, torch.load(tmp_path / "sam.pth"), "sam.pth", "FlowI-SAM")
     missing = tmp_path / "nowhere" / "sam_vit_b_01ec64.pth"
     with pytest.raises(MissingWeightsError, match="sam_vit_b_01ec64.pth"):
-        build_sam_model(SamParams(checkpoint=str(missing)))
+        build_sam_model(SamParams(mode="sam_on_flow", checkpoint=str(missing)))
     with pytest.raises(MissingWeightsError, match="segment.sam.checkpoint"):
-        build_sam_model(SamParams(checkpoint=None))
+        build_sam_model(SamParams(mode="sam_on_flow", checkpoint=None))
 
 
 def test_segment_cli_with_sam_and_no_checkpoint_fails_naming_the_key(tmp_path, capsys):

@@ -1,9 +1,17 @@
+# flow.temporary: Snakemake deletes a shard's flow file once every job that reads it is done.
+# Not a result-changing setting, so it stays out of the rule's params.
+FLOW_FILE = f"{RESULTS}/flow/{{shard}}.h5"
+FLOW_PARAMS = json.dumps(
+    {k: v for k, v in config["flow"].items() if k != "temporary"}, sort_keys=True
+)
+
+
 rule flow:
     input:
         shard=f"{RESULTS}/shards/{{shard}}.csv",
         videos=shard_videos,
     output:
-        flow=f"{RESULTS}/flow/{{shard}}.h5",
+        flow=temp(FLOW_FILE) if config["flow"]["temporary"] else FLOW_FILE,
         failures=f"{RESULTS}/failures/flow/{{shard}}.csv",
     log:
         f"{LOGS}/flow/{{shard}}.log",
@@ -19,7 +27,7 @@ rule flow:
         gpu_model=gpu_model_resource("flow"),
         gres=gres_resource("flow"),
     params:
-        options=options("flow"),
+        options=FLOW_PARAMS,
     shell:
         "python -m flowguide flow --shard {input.shard:q} --out {output.flow:q}"
         " --failures {output.failures:q} --options {params.options:q}"

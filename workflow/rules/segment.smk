@@ -1,3 +1,10 @@
+from flowguide.segment.weights import check_workflow_weights
+
+# Every missing RAFT / SAM / FlowSAM file is listed in one error when the workflow loads,
+# before any job runs.
+check_workflow_weights(config)
+
+
 rule segment:
     input:
         shard=f"{RESULTS}/shards/{{shard}}.csv",

@@ -37,6 +37,10 @@ SIGN_CONVENTION = (
     "flow[t, j] is the flow from clip frame t to clip frame t + used_gap[t, j]: pixel (x, y) of "
     "frame t moves to (x + flow[t, j, 0], y + flow[t, j, 1]); x to the right, y down"
 )
+# Lossless: HDF5's byte shuffle groups the float16 high bytes (sign/exponent, smooth across a
+# field) apart from the noisy low bytes before gzip; 1.3-1.5x smaller than gzip alone
+# (benchmarks/flow_storage.py, docs/benchmarks.md).
+FLOW_FILTERS = {"shuffle": True, "compression": "gzip", "compression_opts": 4}
 GAP_RULE = (
     "gap g at frame t uses frame t + g; where t + g is outside the clip, frame t - g (FlowSAM's "
     "loader); where both are outside (clip shorter than |g| + 1), the farthest clip frame in "
@@ -127,15 +131,18 @@ def write_video_flow(
             "split": str(row["split"]),
         },
     )
-    write_frames_dataset(
-        group,
-        FLOW_DATASET,
-        flow.astype(np.float16),
+    data = flow.astype(np.float16)
+    dset = group.create_dataset(
+        FLOW_DATASET, data=data, chunks=(1, *data.shape[1:]), **FLOW_FILTERS
+    )  # one chunk per frame: readers fetch single frames
+    set_attrs(
+        dset,
         {
             "axes": "frame t (clip index, 0 = start_frame), gap j, channel (0 = dx, 1 = dy), y, x",
             "gaps": np.asarray(gaps, dtype=np.int64),
             "units": UNITS,
             "sign_convention": SIGN_CONVENTION,
+            "filters": "HDF5 shuffle + gzip 4 (lossless)",
         },
     )
     write_frames_dataset(

@@ -60,20 +60,31 @@ def per_frame(segment: FrameSegmenter) -> VideoSegmenter:
 
 def sam_segmenter(
     options: dict[str, Any], device: str, sam: Any = None
-) -> tuple[FrameSegmenter, bool, dict[str, Any]]:
-    """``sam`` lets tests pass a tiny model; otherwise the checkpoint in the options is loaded."""
+) -> tuple[FrameSegmenter, bool, dict[str, Any], dict[str, Any]]:
+    """``sam`` lets tests pass a tiny model; otherwise the mode's checkpoints are loaded (all
+    missing ones are named in one error before anything runs)."""
     from dataclasses import asdict
 
-    from flowguide.segment.sam import SamParams, SamSegmenter, build_sam_model
+    from flowguide.segment.sam import SamParams, SamSegmenter
+    from flowguide.segment.weights import build_segmentation_model
     from flowguide.utils.flowviz import flow_to_color
 
     params = SamParams.from_options(options)
-    segmenter = SamSegmenter(sam if sam is not None else build_sam_model(params), params, device)
+    if sam is None:
+        sam, checkpoints = build_segmentation_model(params)
+    else:
+        checkpoints = [{"role": "model passed in by the caller (tests)", "file": "", "sha256": ""}]
+    segmenter = SamSegmenter(sam, params, device)
 
     def run(flows: np.ndarray, gaps: np.ndarray, rgb: np.ndarray | None):
         return segmenter.segment_frame([flow_to_color(f) for f in flows], rgb)
 
-    return run, params.mode == "flowp", asdict(params)
+    attrs = {
+        "sam_mode": params.mode,
+        "sam_checkpoints": json.dumps(checkpoints),
+        "sam_prompts": json.dumps(params.prompt_settings()),
+    }
+    return run, params.mode == "flowp", asdict(params), attrs
 
 
 def flow_index(frame: int, n_flow: int) -> int:
@@ -97,24 +108,35 @@ def segment_video(
     segment: VideoSegmenter,
     max_objects: int,
     rgb: np.ndarray | None = None,
+    sequence_matching: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N,G,2,H,W) flow of one video -> ((T,H,W) uint8 labels, (T,K) float32 scores)."""
+    """(N,G,2,H,W) flow of one video -> ((T,H,W) uint8 labels, (T,K) float32 scores); with
+    ``sequence_matching`` the labels are object ids kept across frames (segment/sequence.py)."""
     height, width = flow.shape[-2:]
     labels = np.zeros((n_frames, height, width), dtype=np.uint8)
     scores = np.full((n_frames, max_objects), np.nan, dtype=np.float32)
     for t, (masks, raw) in enumerate(segment(flow, used_gap, n_frames, rgb)):
         labels[t], scores[t] = paint_label_map(masks, raw, max_objects)
+    if sequence_matching:
+        from flowguide.segment.sequence import match_sequence
+
+        labels, scores = match_sequence(labels, scores, flow, used_gap)
     return labels, scores
 
 
 def write_candidates_group(
-    fh: Any, vid_name: str, labels: np.ndarray, scores: np.ndarray, attrs: dict[str, Any]
+    fh: Any,
+    vid_name: str,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    attrs: dict[str, Any],
+    label_values: str = LABEL_VALUES,
 ) -> None:
     group = create_video_group(fh, vid_name)
     group.attrs.update(attrs)
     write_frames_dataset(
         group, "labels", labels,
-        {"shape": "(T, H, W)", "value": LABEL_VALUES, "painting_order": PAINTING_ORDER},
+        {"shape": "(T, H, W)", "value": label_values, "painting_order": PAINTING_ORDER},
     )  # fmt: skip
     write_frames_dataset(
         group, "scores", scores,
@@ -133,16 +155,22 @@ def run_segment(
     sam: Any = None,
 ) -> int:
     """Segment every video of a shard; returns the number of videos written."""
+    from flowguide.segment.sequence import SEQUENCE_LABEL_VALUES
     from flowguide.utils.flowio import list_videos, read_flow
     from flowguide.utils.h5 import read_shard, video_group
     from flowguide.utils.manifest import read_manifest
 
     backend = options.get("backend", "sam")
     max_objects = int(options.get("max_objects", 10))
+    sequence = bool(options.get("sequence_matching", False))
+    label_values = SEQUENCE_LABEL_VALUES if sequence else LABEL_VALUES
     if backend == "motion":
         segment, needs_rgb, params = motion_segmenter(options)
+        backend_attrs: dict[str, Any] = {}
     else:
-        frame_segment, needs_rgb, params = sam_segmenter(options, str(resolve_device(device)), sam)
+        frame_segment, needs_rgb, params, backend_attrs = sam_segmenter(
+            options, str(resolve_device(device)), sam
+        )
         segment = per_frame(frame_segment)
     rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:
@@ -155,12 +183,14 @@ def run_segment(
         "stage": "segment",
         "backend": backend,
         "parameters": json.dumps(params),
-        "label_values": LABEL_VALUES,
+        "label_values": label_values,
+        "sequence_matching": sequence,
         "painting_order": PAINTING_ORDER,
         "max_objects": max_objects,
         "flow_file": str(flow_path),
         "flow_backend": str(flow_attrs.get("backend", "")),
         "layout": "/videos/<vid_name>/labels (T,H,W) uint8, .../scores (T,K) float32",
+        **backend_attrs,
     }
     written = 0
     with write_shard(out_path, file_attrs) as fh:
@@ -177,12 +207,14 @@ def run_segment(
                 frame_shape = tuple(int(v) for v in gattrs["frame_shape"])
                 start = int(gattrs["start_frame"])
                 rgb = read_rgb(row.path, start, n_frames, frame_shape) if needs_rgb else None
-                labels, scores = segment_video(flow, used_gap, n_frames, segment, max_objects, rgb)
+                labels, scores = segment_video(
+                    flow, used_gap, n_frames, segment, max_objects, rgb, sequence
+                )
                 write_candidates_group(fh, vid, labels, scores, {
                     "start_frame": start, "n_frames": n_frames,
                     "frame_shape": np.array(frame_shape, dtype=np.int64),
                     "video_path": str(row.path), "backend": backend,
-                })  # fmt: skip
+                }, label_values)  # fmt: skip
                 written += 1
             except Exception as exc:  # one bad video must not stop the shard
                 failures.record(vid, exc)
