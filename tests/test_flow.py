@@ -390,7 +390,7 @@ def test_all_gaps_in_one_pass_stored_losslessly_with_the_shuffle_filter(tmp_path
     run_flow(tmp_path / "s.csv", tmp_path / "f.h5", tmp_path / "fail.csv", options, "cpu")
     assert len(reads) == 1  # the clip is decoded once for all four gaps
     with h5py.File(tmp_path / "f.h5") as fh:
-        dset = fh["a"]["flow"]
+        dset = fh["videos/a/flow"]
         assert dset.shuffle and dset.compression == "gzip" and dset.chunks == (1, 4, 2, 60, 84)
         stored = dset[()]
         shuffled = dset.id.get_storage_size()

@@ -278,7 +278,7 @@ def test_flowp_stage_ranks_label_maps_decodes_every_prompt_and_records_mode(tmp_
     assert run_segment(*paths, options, "cpu", True, build_tiny_flowp()) == 1
     assert [c[3] for c in captured] == [25, 50, 75]
     with h5py.File(tmp_path / "c.h5") as fh:
-        labels, scores = fh["v"]["labels"][()], fh["v"]["scores"][()]
+        labels, scores = fh["videos/v/labels"][()], fh["videos/v/scores"][()]
         assert fh.attrs["sam_mode"] == "flowp"
         prompts = json.loads(fh.attrs["sam_prompts"])
         assert prompts["score"].startswith("fIoU") and "MOS" in prompts["score"]
