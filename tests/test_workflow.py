@@ -214,4 +214,3 @@ def test_sweeps_add_runs_with_their_values_and_rerun_nothing_else(
     assert lambdas == [0.1, 1.0]
     assert all("--method rrr_ogl" in c for c in commands)
     assert "results/train/rrr_ogl-lambda0.1/T4" in output
-
