@@ -265,21 +265,3 @@ def test_sweeps_add_runs_with_their_values_and_rerun_nothing_else(
     assert lambdas == [0.1, 1.0]
     assert all("--method rrr_ogl" in c for c in commands)
     assert "results/train/rrr_ogl-lambda0.1/T4" in output
-
-
-def test_evaluate_progress_total_counts_batches(workflow_dir: Path) -> None:
-    """The evaluate bar's total is the number of batches it steps through (it counted clips)."""
-    import math
-
-    import pandas as pd
-
-    from flowguide.evaluate.wiring import EVAL_BATCH, load_for_evaluation
-
-    results = workflow_dir / "results"
-    loaded = load_for_evaluation(
-        results / "train" / "vanilla" / "T4", results / "manifest.csv", None, "cpu"
-    )
-    steps = sum(1 for _ in loaded.batches)
-    manifest = pd.read_csv(results / "manifest.csv")
-    n_test = int((manifest["split"] == "test").sum())  # one dataset without masks_dir
-    assert loaded.total == steps == math.ceil(n_test / EVAL_BATCH) < n_test
