@@ -1,6 +1,7 @@
 rule select:
     input:
         candidates=f"{RESULTS}/candidates/{{shard}}.h5",
+        flow=f"{RESULTS}/flow/{{shard}}.h5",
     output:
         masks=f"{RESULTS}/masks/{{shard}}.h5",
         failures=f"{RESULTS}/failures/select/{{shard}}.csv",
@@ -18,7 +19,8 @@ rule select:
         options=options("select"),
         fail_fast=fail_fast_flag(),
     shell:
-        "python -m flowguide select --candidates {input.candidates:q} --out {output.masks:q}"
+        "python -m flowguide select --candidates {input.candidates:q} --flow {input.flow:q}"
+        " --out {output.masks:q}"
         " --failures {output.failures:q} --options {params.options:q} {params.fail_fast}"
         " > {log:q} 2>&1"
 
