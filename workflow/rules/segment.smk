@@ -22,8 +22,10 @@ rule segment:
         options=options("segment"),
         device=config["device"],
         fail_fast=fail_fast_flag(),
+        root=dataset_root(),
     shell:
         "python -m flowguide segment --shard {input.shard:q} --flow {input.flow:q}"
         " --out {output.candidates:q} --failures {output.failures:q}"
         " --options {params.options:q} --device {params.device:q} {params.fail_fast}"
+        " --dataset-root {params.root:q}"
         " > {log:q} 2>&1"

@@ -131,11 +131,16 @@ def run_segment(
     device: str = "auto",
     fail_fast: bool = False,
     sam: Any = None,
+    dataset_root: str | os.PathLike | None = None,
 ) -> int:
-    """Segment every video of a shard; returns the number of videos written."""
+    """Segment every video of a shard; returns the number of videos written.
+
+    With ``dataset_root``, each video's path is stored relative to it and the root recorded
+    (utils/provenance.py), so the file can be read from any folder."""
     from flowguide.utils.flowio import list_videos, read_flow
     from flowguide.utils.h5 import read_shard
     from flowguide.utils.manifest import read_manifest
+    from flowguide.utils.provenance import dataset_attrs, upstream_attrs
 
     backend = options.get("backend", "sam")
     max_objects = int(options.get("max_objects", 10))
@@ -147,6 +152,7 @@ def run_segment(
     rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:
         flow_attrs = {k: flow_fh.attrs[k] for k in flow_fh.attrs}
+        upstream = upstream_attrs(flow_fh, flow_path, "flow")
         flow_groups = {v: dict(flow_fh[v].attrs) for v in list_videos(flow_path)}
     failures = FailureLog("segment", fail_fast=fail_fast)
     file_attrs = {
@@ -156,8 +162,8 @@ def run_segment(
         "label_values": LABEL_VALUES,
         "painting_order": PAINTING_ORDER,
         "max_objects": max_objects,
-        "flow_file": str(flow_path),
         "flow_backend": str(flow_attrs.get("backend", "")),
+        **upstream,  # flow_file (name), flow_attrs (JSON: the flow parameters), flow_sha256
         "layout": "/<vid_name>/labels (T,H,W) uint8, /<vid_name>/scores (T,K) float32",
     }
     written = 0
@@ -176,10 +182,19 @@ def run_segment(
                 start = int(gattrs["start_frame"])
                 rgb = read_rgb(row.path, start, n_frames, frame_shape) if needs_rgb else None
                 labels, scores = segment_video(flow, used_gap, n_frames, segment, max_objects, rgb)
+                paths = (
+                    dataset_attrs(row.path, dataset_root, out_path)
+                    if dataset_root is not None
+                    else {"video_path": str(row.path)}
+                )
                 write_candidates_group(fh, vid, labels, scores, {
                     "start_frame": start, "n_frames": n_frames,
                     "frame_shape": np.array(frame_shape, dtype=np.int64),
-                    "video_path": str(row.path), "backend": backend,
+                    "source_size": np.array(
+                        gattrs.get("source_size", [row.height, row.width]), dtype=np.int64
+                    ),
+                    "short_side": int(min(frame_shape)),  # of the stored frames
+                    "backend": backend, **paths,
                 })  # fmt: skip
                 written += 1
             except Exception as exc:  # one bad video must not stop the shard
