@@ -7,9 +7,9 @@ import pytest
 
 from flowguide.select.stage import run_select
 from flowguide.select.tracked import TrackParams, track_masks
-from flowguide.select.warp import carry_mask, pull_mask, push_mask
 from flowguide.utils.h5 import set_attrs, write_frames_dataset, write_shard
 from flowguide.utils.masks import MaskShardReader, read_frame_flags, read_video_masks
+from flowguide.utils.maskwarp import carry_mask, pull_mask, push_mask
 
 H, W = 16, 30  # central third: columns 10..19
 

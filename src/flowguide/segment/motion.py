@@ -393,19 +393,24 @@ def carry_candidates(
 
 
 def accumulate(
-    moving: list[np.ndarray],
-    matrices: list[list[np.ndarray]],
-    used_gap: np.ndarray,
-    t: int,
-    window: int,
+    moving: list[np.ndarray], flow: np.ndarray, used_gap: np.ndarray, t: int, window: int
 ) -> np.ndarray:
-    """OR of the moving masks of frames t - window .. t + window, moved onto frame t by the
-    camera models (see segment/refine.py)."""
+    """OR of the moving masks of frames t - window .. t + window, each carried onto frame t
+    along the dense flow one frame at a time (utils/maskwarp.py): the flow includes the
+    object's own motion, so a fast object's edges land on it instead of trailing behind."""
+    from flowguide.utils.maskwarp import carry_mask
+
     total = moving[t].copy()
-    for s in range(max(0, t - window), min(len(moving), t + window + 1)):
-        matrix = None if s == t else camera_chain(matrices, used_gap, t, s)
-        if matrix is not None and moving[s].any():
-            total |= warp_to_frame(moving[s], matrix, nearest=True)
+    for step in (-1, 1):  # the frames before t, then after
+        far = min(max(t + step * window, 0), len(moving) - 1)
+        carried = None
+        for s in range(far, t, -step):  # farthest first, gathering masks on the way to t
+            carried = moving[s] if carried is None else carried | moving[s]
+            carried = carry_mask(carried, flow, used_gap, s, s - step)
+            if carried is None:  # no stored flow links the two frames
+                break
+        if carried is not None:
+            total |= carried
     return total
 
 
@@ -441,8 +446,10 @@ def segment_video_motion(
         evidence.append(score)
     if params.refine.enabled:
         moving = [
-            refine_frame(rgb[t], accumulate(moving, matrices, gaps, t, params.refine.accumulate),
-                         params.refine)
+            refine_frame(
+                rgb[t], accumulate(moving, flow, np.asarray(used_gap), t, params.refine.accumulate),
+                params.refine,
+            )
             for t in range(n_frames)
         ]  # fmt: skip
     candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]

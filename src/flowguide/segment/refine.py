@@ -4,12 +4,14 @@ The residual cues of ``motion.py`` fire where colour or flow *changes*: on real 
 the edges of a moving object and little of its uniform inside, so the components are slivers.
 The refinement turns a frame's moving pixels into regions in three steps:
 
-1. Temporal accumulation: the moving masks of the frames within ``accumulate`` of t, moved onto
-   frame t by the fitted camera models, are OR-ed (an object's edges move over a few frames and
-   together outline it).
-2. Region-level evidence: the frame is cut into SLIC superpixels (scikit-image); a superpixel is
-   moving when at least ``superpixel_share`` of its pixels are (after a closing that bridges the
-   gaps between an object's edges). Superpixels follow image edges, so the region does too.
+1. Temporal accumulation: the moving masks of the frames within ``accumulate`` of t, carried
+   onto frame t along the dense flow (which includes the object's own motion), are OR-ed: an
+   object's edges move over a few frames and together outline it.
+2. Region-level evidence: a closing bridges the gaps between an object's edges and each
+   connected piece is replaced by its convex hull (a broken outline encloses the object); the
+   frame is cut into SLIC superpixels (scikit-image) and a superpixel counts when at least
+   ``superpixel_share`` of its pixels lie in that region. Superpixels follow image edges, so
+   the region does too.
 3. A colour model: OpenCV's GrabCut, initialised with the superpixel region as probable
    foreground, a ring around it as probable background and the rest as background, settles
    each pixel by a foreground/background colour mixture and a smoothness term. Pixels the
@@ -54,12 +56,16 @@ def close_padded(mask: np.ndarray, radius: int) -> np.ndarray:
     return closed[pad:-pad, pad:-pad].astype(bool)
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill regions enclosed by the mask (flood fill of the background from the border)."""
-    padded = np.pad(mask.astype(np.uint8), 1)
-    flood = padded.copy()
-    cv2.floodFill(flood, None, (0, 0), 1)
-    return (padded | (1 - flood)).astype(bool)[1:-1, 1:-1]
+def component_hulls(mask: np.ndarray) -> np.ndarray:
+    """Each 8-connected component replaced by its convex hull: an object's broken outline
+    becomes the region it encloses (GrabCut then removes what is background by colour)."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    out = np.zeros(mask.shape, np.uint8)
+    for k in range(1, count):
+        ys, xs = np.nonzero(labels == k)
+        hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+        cv2.fillConvexPoly(out, hull, 1)
+    return out.astype(bool)
 
 
 def superpixel_region(rgb: np.ndarray, moving: np.ndarray, params: RefineParams) -> np.ndarray:
@@ -95,8 +101,8 @@ def grabcut(
 def refine_frame(rgb: np.ndarray, accumulated: np.ndarray, params: RefineParams) -> np.ndarray:
     """Silhouette mask of one frame from its accumulated moving mask."""
     short = min(rgb.shape[:2])
-    closed = fill_holes(close_padded(accumulated, round(params.close_fraction * short)))
-    region = superpixel_region(rgb, closed, params)
+    closed = component_hulls(close_padded(accumulated, round(params.close_fraction * short)))
+    region = superpixel_region(rgb, closed, params) | accumulated
     if params.grabcut_iterations <= 0:
         return region
     ring = max(2, round(params.ring_fraction * short))

@@ -5,7 +5,7 @@ Per video:
 - ``nonempty_share``: share of frames with a non-empty mask;
 - ``area``: mean mask area as a fraction of the frame, over the non-empty frames;
 - ``warped_iou``: mean over consecutive frame pairs (t, t+1) that both have a mask of the IoU of
-  mask t with mask t+1 carried back to frame t by the flow (``select/warp.py``); 1 = the mask
+  mask t with mask t+1 carried back to frame t by the flow (``utils/maskwarp.py``); 1 = the mask
   moves exactly with the flow, low = it jumps or changes shape (NaN without such pairs).
 
 With true masks (SynthDive) also:
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from flowguide.select.quality import frame_ious, resize_masks
-from flowguide.select.warp import carry_mask
 from flowguide.utils.atomic import atomic_path
 from flowguide.utils.flowio import list_videos, read_flow
 from flowguide.utils.masks import read_mask_info, read_video_masks
+from flowguide.utils.maskwarp import carry_mask
 
 ON_OBJECT = 0.5  # share of a mask's pixels inside the true mask for it to lie "on" the athlete
 OVERALL = "ALL"
