@@ -28,7 +28,7 @@ def test_an_outline_of_moving_edges_becomes_the_whole_object():
     # object gives), broken in places.
     edge = obj & ~cv2.erode(obj.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     edge[:, 60:68] = False
-    refined = refine_frame(rgb, edge, RefineParams())
+    refined = refine_frame(rgb, edge, edge, RefineParams())
     assert iou(edge, obj) < 0.3
     assert iou(refined, obj) > 0.85
 
@@ -60,3 +60,11 @@ def test_accumulation_carries_neighbouring_masks_with_the_flow():
     expected = np.zeros((h, w), bool)
     expected[4:8, pos[2]] = True
     np.testing.assert_array_equal(accumulate(moving, flow, used, 2, 2), expected)
+
+
+def test_dense_evidence_is_kept_as_it_is():
+    h, w = 48, 64
+    rgb = np.full((h, w, 3), 90, np.uint8)
+    own = disk(h, w, 24, 32, 6)
+    accumulated = own | disk(h, w, 24, 35, 6)  # neighbours add a bit: still dense
+    np.testing.assert_array_equal(refine_frame(rgb, own, accumulated, RefineParams()), own)

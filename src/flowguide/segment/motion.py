@@ -447,7 +447,8 @@ def segment_video_motion(
     if params.refine.enabled:
         moving = [
             refine_frame(
-                rgb[t], accumulate(moving, flow, np.asarray(used_gap), t, params.refine.accumulate),
+                rgb[t], moving[t],
+                accumulate(moving, flow, np.asarray(used_gap), t, params.refine.accumulate),
                 params.refine,
             )
             for t in range(n_frames)

@@ -17,6 +17,10 @@ The refinement turns a frame's moving pixels into regions in three steps:
    each pixel by a foreground/background colour mixture and a smoothness term. Pixels the
    moving evidence itself marked stay foreground.
 
+Only sparse evidence is refined: a piece whose moving pixels already cover ``dense_fraction``
+of its convex hull is a silhouette already (a small textured athlete, as in SynthDive) and keeps
+the frame's own moving pixels; accumulation, hulls and GrabCut would only fatten it.
+
 Scores stay the summed residual evidence (in threshold units) of each final component.
 """
 
@@ -38,6 +42,7 @@ class RefineParams:
     superpixel_share: float = 0.5
     grabcut_iterations: int = 3
     ring_fraction: float = 0.08
+    dense_fraction: float = 0.5
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> RefineParams:
@@ -98,13 +103,36 @@ def grabcut(
     return (init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)
 
 
-def refine_frame(rgb: np.ndarray, accumulated: np.ndarray, params: RefineParams) -> np.ndarray:
-    """Silhouette mask of one frame from its accumulated moving mask."""
+def refine_frame(
+    rgb: np.ndarray, own: np.ndarray, accumulated: np.ndarray, params: RefineParams
+) -> np.ndarray:
+    """Silhouette mask of one frame from its own moving mask and the accumulated one.
+
+    Only sparse evidence is refined: a piece of the (closed) accumulated mask that already
+    covers at least ``dense_fraction`` of its convex hull is a silhouette, and keeps the frame's
+    own moving pixels; sparser pieces (outlines, slivers) become their hulls, snapped to
+    superpixels and settled by GrabCut."""
     short = min(rgb.shape[:2])
-    closed = component_hulls(close_padded(accumulated, round(params.close_fraction * short)))
-    region = superpixel_region(rgb, closed, params) | accumulated
-    if params.grabcut_iterations <= 0:
-        return region
-    ring = max(2, round(params.ring_fraction * short))
-    sure = accumulated & region
-    return grabcut(rgb, region, sure, ring, params.grabcut_iterations) | sure
+    closed = close_padded(accumulated, round(params.close_fraction * short))
+    count, pieces = cv2.connectedComponents(closed.astype(np.uint8), connectivity=8)
+    dense = np.zeros(own.shape, bool)
+    sparse = np.zeros(own.shape, np.uint8)
+    for k in range(1, count):
+        piece = pieces == k
+        ys, xs = np.nonzero(piece)
+        hull = np.zeros(own.shape, np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.stack([xs, ys], 1).astype(np.int32)), 1)
+        hull = hull.astype(bool)
+        if (accumulated & hull).sum() >= params.dense_fraction * hull.sum():
+            dense |= own & piece
+        else:
+            sparse |= hull
+    sparse = sparse.astype(bool)
+    if not sparse.any():
+        return dense
+    region = superpixel_region(rgb, sparse, params) | (accumulated & sparse)
+    if params.grabcut_iterations > 0:
+        ring = max(2, round(params.ring_fraction * short))
+        sure = accumulated & region
+        region = grabcut(rgb, region, sure, ring, params.grabcut_iterations) | sure
+    return region | dense
