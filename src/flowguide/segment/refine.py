@@ -35,7 +35,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class RefineParams:
-    enabled: bool = True
+    enabled: bool = False
     accumulate: int = 2
     close_fraction: float = 0.04
     superpixels: int = 300
