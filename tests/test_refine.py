@@ -5,8 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from flowguide.segment.motion import accumulate
-from flowguide.segment.refine import RefineParams, close_padded, component_hulls, refine_frame
+from flowguide.segment.refine import (
+    RefineParams,
+    accumulate,
+    close_padded,
+    component_hulls,
+    refine_frame,
+)
 
 
 def disk(h: int, w: int, cy: int, cx: int, r: int) -> np.ndarray:

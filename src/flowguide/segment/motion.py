@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flowguide.segment.refine import RefineParams, refine_frame
+from flowguide.segment.refine import RefineParams, accumulate, refine_frame
 
 GRID_POINTS_PER_SIDE = 40  # ~1600 flow vectors per fit: plenty for 6 (or 8) parameters
 MAD_TO_SIGMA = 1.4826
@@ -390,28 +390,6 @@ def carry_candidates(
                 out[t] = (moved[None], scores[best : best + 1])
             break
     return out
-
-
-def accumulate(
-    moving: list[np.ndarray], flow: np.ndarray, used_gap: np.ndarray, t: int, window: int
-) -> np.ndarray:
-    """OR of the moving masks of frames t - window .. t + window, each carried onto frame t
-    along the dense flow one frame at a time (utils/maskwarp.py): the flow includes the
-    object's own motion, so a fast object's edges land on it instead of trailing behind."""
-    from flowguide.utils.maskwarp import carry_mask
-
-    total = moving[t].copy()
-    for step in (-1, 1):  # the frames before t, then after
-        far = min(max(t + step * window, 0), len(moving) - 1)
-        carried = None
-        for s in range(far, t, -step):  # farthest first, gathering masks on the way to t
-            carried = moving[s] if carried is None else carried | moving[s]
-            carried = carry_mask(carried, flow, used_gap, s, s - step)
-            if carried is None:  # no stored flow links the two frames
-                break
-        if carried is not None:
-            total |= carried
-    return total
 
 
 def segment_video_motion(

@@ -32,6 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flowguide.utils.maskwarp import carry_mask
+
 
 @dataclass(frozen=True)
 class RefineParams:
@@ -136,3 +138,23 @@ def refine_frame(
         sure = accumulated & region
         region = grabcut(rgb, region, sure, ring, params.grabcut_iterations) | sure
     return region | dense
+
+
+def accumulate(
+    moving: list[np.ndarray], flow: np.ndarray, used_gap: np.ndarray, t: int, window: int
+) -> np.ndarray:
+    """OR of the moving masks of frames t - window .. t + window, each carried onto frame t
+    along the dense flow one frame at a time (utils/maskwarp.py): the flow includes the
+    object's own motion, so a fast object's edges land on it instead of trailing behind."""
+    total = moving[t].copy()
+    for step in (-1, 1):  # the frames before t, then after
+        far = min(max(t + step * window, 0), len(moving) - 1)
+        carried = None
+        for s in range(far, t, -step):  # farthest first, gathering masks on the way to t
+            carried = moving[s] if carried is None else carried | moving[s]
+            carried = carry_mask(carried, flow, used_gap, s, s - step)
+            if carried is None:  # no stored flow links the two frames
+                break
+        if carried is not None:
+            total |= carried
+    return total
