@@ -28,8 +28,10 @@ rule segment:
         gres=gres_resource("segment"),
     params:
         options=options("segment"),
+        root=dataset_root(),
     shell:
         "python -m flowguide segment --shard {input.shard:q} --flow {input.flow:q}"
         " --out {output.candidates:q} --failures {output.failures:q}"
         ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" $FLOWGUIDE_FAIL_FAST'
+        " --dataset-root {params.root:q}"
         " > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 rule select:
     input:
         candidates=f"{RESULTS}/candidates/{{shard}}.h5",
+        flow=f"{RESULTS}/flow/{{shard}}.h5",
     output:
         masks=f"{RESULTS}/masks/{{shard}}.h5",
         failures=f"{RESULTS}/failures/select/{{shard}}.csv",
@@ -17,7 +18,8 @@ rule select:
     params:
         options=options("select"),
     shell:
-        "python -m flowguide select --candidates {input.candidates:q} --out {output.masks:q}"
+        "python -m flowguide select --candidates {input.candidates:q} --flow {input.flow:q}"
+        " --out {output.masks:q}"
         " --failures {output.failures:q} --options {params.options:q} $FLOWGUIDE_FAIL_FAST"
         " > {log:q} 2>&1"
 

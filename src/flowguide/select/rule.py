@@ -42,3 +42,15 @@ def select_masks(
     )
     masks = (labels == chosen[:, None, None]) & (chosen[:, None, None] > 0)
     return masks, chosen
+
+
+def thesis_confidence(
+    labels: np.ndarray, chosen: int, center_fraction: float, num_layers: int
+) -> float:
+    """Share of the band's pixels of labels 1..num_layers that belong to the chosen label
+    (1 = uncontested, 0 when nothing was chosen)."""
+    if chosen == 0:
+        return 0.0
+    x0, x1 = center_band(labels.shape[1], center_fraction)
+    counts = np.bincount(labels[:, x0:x1].ravel(), minlength=num_layers + 1)[1 : num_layers + 1]
+    return float(counts[chosen - 1] / counts.sum())

@@ -46,6 +46,13 @@ def remove_stale_parts(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
@@ -61,6 +68,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; the target gets what a plain open() would give (0666 & ~umask), so
+    # labmates on a shared cluster can read the results.
+    os.chmod(tmp_path, 0o666 & ~current_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, target)

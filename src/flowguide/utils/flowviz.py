@@ -19,8 +19,15 @@ def _channels_first(flow: np.ndarray) -> np.ndarray:
     raise ValueError(f"flow needs a channel axis of size 2 (dx, dy), got shape {flow.shape}")
 
 
-def flow_to_color(flow: np.ndarray) -> np.ndarray:
-    """RGB uint8 image(s) of flow: hue = direction, saturation = magnitude / the frame's max.
+def max_magnitude(flow: np.ndarray) -> float:
+    """Largest flow magnitude (px) over all frames given."""
+    arr = _channels_first(np.nan_to_num(np.asarray(flow, dtype=np.float32)))
+    return float(np.hypot(arr[:, 0], arr[:, 1]).max()) if arr.size else 0.0
+
+
+def flow_to_color(flow: np.ndarray, per_frame: bool = True) -> np.ndarray:
+    """RGB uint8 image(s) of flow: hue = direction, saturation = magnitude / the frame's max
+    (``per_frame``) or / the largest magnitude of all the frames given (one scale for a figure).
 
     ``flow`` is one frame ((2, H, W) or (H, W, 2)) -> (H, W, 3), or a batch ((N, 2, H, W) or
     (N, H, W, 2)) -> (N, H, W, 3). Each frame is normalised by its own largest magnitude
@@ -33,9 +40,10 @@ def flow_to_color(flow: np.ndarray) -> np.ndarray:
     arr = np.asarray(flow, dtype=np.float32)
     single = arr.ndim == 3
     batch = torch.from_numpy(np.ascontiguousarray(_channels_first(arr)))
-    images = (
-        np.stack([flow_to_image(frame).permute(1, 2, 0).numpy() for frame in batch])
-        if len(batch)
-        else np.zeros((0, *batch.shape[2:], 3), dtype=np.uint8)
-    )
+    if not len(batch):
+        images = np.zeros((0, *batch.shape[2:], 3), dtype=np.uint8)
+    elif per_frame:
+        images = np.stack([flow_to_image(frame).permute(1, 2, 0).numpy() for frame in batch])
+    else:
+        images = flow_to_image(batch).permute(0, 2, 3, 1).numpy()
     return images[0] if single else images
