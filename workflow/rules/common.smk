@@ -1,7 +1,7 @@
 import json
 
 from flowguide.config import validate_config
-from flowguide.train.methods import needs_masks
+from flowguide.train.methods import needs_masks, training_set
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
 
@@ -114,6 +114,32 @@ def train_masks(wildcards):
     if needs_masks(parse_run_name(wildcards.run)[0]):
         return shard_targets(f"{RESULTS}/masks/{{shard}}.h5")(wildcards)
     return []
+
+
+def train_manifest(wildcards):
+    """The no_cue control trains on its own manifest (SynthDive's cue-independent twin split)."""
+    if training_set(parse_run_name(wildcards.run)[0]) == "no_cue":
+        return f"{RESULTS}/no_cue/manifest.csv"
+    return f"{RESULTS}/manifest.csv"
+
+
+def no_cue_synth_options():
+    """synth's options for the no_cue twin: cue independent of the label, train split only."""
+    synth = dict(config["synth"])
+    synth["confounder"] = {**synth.get("confounder", {}), "train_p": None}
+    synth["splits"] = ["train"]
+    return json.dumps(synth, sort_keys=True)
+
+
+def check_no_cue():
+    runs = [parse_run_name(r)[0] for r in train_runs()]
+    if config["dataset"]["kind"] != "synthdive" and any(
+        training_set(m) == "no_cue" for m in runs
+    ):
+        raise ValueError(
+            "train.methods: the no_cue control needs dataset.kind synthdive (it trains on "
+            "SynthDive's cue-independent twin split)"
+        )
 
 
 def train_targets():
