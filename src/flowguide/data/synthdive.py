@@ -147,6 +147,9 @@ class SynthOptions:
     fps: float = 25.0
     qscale: int = 6
     confounder: ConfounderOptions = ConfounderOptions()
+    # Realism knobs (README "SynthDive realism knobs").
+    diver_scale: float = 1.0  # diver height relative to the default 0.42-0.5 frame heights
+    background_contrast: float = 1.0  # crowd contrast: < 1 calmer, > 1 busier
     # Which splits to render; the other's JSON is written empty. The no_cue control's dataset
     # renders only train (it is tested on the main dataset's test split).
     splits: tuple[str, ...] = SPLITS
@@ -194,7 +197,14 @@ def synth_options(options: dict[str, Any] | None) -> SynthOptions:
             raise FlowguideError(f"synth option '{key}' must be an integer, got {value!r}")
         _check_range(key, value, low, high)
     _check_range("fps", opts.fps, 1e-3)
-    opts = replace(opts, fps=float(opts.fps))  # 25 and 25.0 must give the same files
+    _check_range("diver_scale", opts.diver_scale, 0.3, 2.0)
+    _check_range("background_contrast", opts.background_contrast, 0.0, 3.0)
+    opts = replace(
+        opts,
+        fps=float(opts.fps),
+        diver_scale=float(opts.diver_scale),
+        background_contrast=float(opts.background_contrast),
+    )  # 25 and 25.0 must give the same files
     for key in ("width", "height"):
         if getattr(opts, key) % 2:  # the encoder's 4:2:0 chroma needs even sizes
             raise FlowguideError(f"synth option '{key}' = {getattr(opts, key)} must be even")
@@ -263,7 +273,10 @@ def clip_spec(opts: SynthOptions, split: str, index: int) -> ClipSpec:
     dive = Dive.from_vocab(COMPOSITIONS[label])
     rng = clip_rng(opts.seed, split, index, RENDER_STREAM)
     cue = cue_colour(cue_class(opts, split, index))
-    return sample_spec(rng, dive, cue, opts.frames, opts.width, opts.height)
+    return sample_spec(
+        rng, dive, cue, opts.frames, opts.width, opts.height, opts.diver_scale,
+        opts.background_contrast,
+    )  # fmt: skip
 
 
 # --- writing the dataset ------------------------------------------------------------------------

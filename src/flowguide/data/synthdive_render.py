@@ -81,6 +81,7 @@ class ClipSpec:
     pan_phase: float
     jitter: np.ndarray  # (frames, 2) camera shake, frame heights
     ripples: np.ndarray  # (3, 5) rows: amplitude, u freq, v freq, angular speed, phase
+    background_contrast: float = 1.0  # crowd's contrast around its mean (1 = as painted)
 
 
 SKINS = ((224, 172, 140), (198, 140, 105), (160, 110, 80), (235, 195, 165), (120, 80, 60))
@@ -95,18 +96,22 @@ def sample_spec(
     frames: int,
     width: int,
     height: int,
+    diver_scale: float = 1.0,
+    background_contrast: float = 1.0,
 ) -> ClipSpec:
     """Draw a clip's scene parameters. The draws never depend on the class, so appearance
-    (colours, sizes, timing) is distributed identically for every class."""
+    (colours, sizes, timing) is distributed identically for every class. ``diver_scale`` and
+    ``background_contrast`` scale drawn values without changing the draws."""
     takeoff = frames * rng.uniform(0.08, 0.18)
     entry = frames * rng.uniform(0.80, 0.90)
     return ClipSpec(
+        background_contrast=float(background_contrast),
         width=width,
         height=height,
         frames=frames,
         dive=dive,
         cue_rgb=tuple(int(c) for c in cue_rgb),
-        body_len=float(rng.uniform(0.42, 0.5)),
+        body_len=float(rng.uniform(0.42, 0.5)) * diver_scale,
         board_height=float(rng.uniform(0.55, 0.8)),  # a 2-3 m springboard
         takeoff_frame=float(takeoff),
         entry_frame=float(max(entry, takeoff + 2.0)),
@@ -447,6 +452,9 @@ def _paint_stand(spec: ClipSpec, rng: np.random.Generator, canvas: np.ndarray) -
         y += row_h * rng.uniform(0.9, 1.15)
         row += 1
     canvas[:] = cv2.GaussianBlur(canvas, (0, 0), 0.6)
+    if spec.background_contrast != 1.0:  # calmer (< 1) or busier (> 1) crowd, same layout
+        mean = canvas.reshape(-1, 3).mean(0)
+        canvas[:] = mean + spec.background_contrast * (canvas - mean)
     deck = _canvas_box(spec, CANVAS_U[0], DECK_TOP, CANVAS_U[1], 0.0)
     canvas[deck[1] : deck[3]] = (196.0, 200.0, 204.0)
     canvas[deck[1] : deck[3], :: max(2, round(0.05 * h))] = (150.0, 155.0, 160.0)
