@@ -200,8 +200,14 @@ class ReportBuilder:
         return section
 
     def cam_figures(self, runs: pd.DataFrame, section: Section) -> None:
+        # vanilla first (the baseline every guided method's maps are compared with), then
+        # main runs before sweeps, highest T first.
         candidates = (
-            runs.sort_values(["is_sweep", "T"], ascending=[True, False]) if len(runs) else runs
+            runs.assign(_other=runs["method"] != "vanilla").sort_values(
+                ["_other", "is_sweep", "T"], ascending=[True, True, False]
+            )
+            if len(runs)
+            else runs
         )
         shown = 0
         for _, run in candidates.iterrows():
