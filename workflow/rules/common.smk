@@ -82,13 +82,15 @@ def all_targets(wildcards):
 
 
 def train_runs():
-    """Run names: the configured methods, then one per sweep value."""
-    runs = list(config["train"]["methods"])
+    """Run names: the configured methods, then one per sweep value; with train.seeds, each of
+    them once per training seed (run-name parameter "seed": vanilla-seed1)."""
+    runs = [(m, {}) for m in config["train"]["methods"]]
     for sweep in config["train"]["sweeps"]:
-        runs += [
-            run_name(sweep["method"], {sweep["param"]: v}) for v in sweep["values"]
-        ]
-    return list(dict.fromkeys(runs))
+        runs += [(sweep["method"], {sweep["param"]: v}) for v in sweep["values"]]
+    seeds = config["train"]["seeds"]
+    if seeds:
+        runs = [(m, {**p, "seed": s}) for m, p in runs for s in seeds]
+    return list(dict.fromkeys(run_name(m, p) for m, p in runs))
 
 
 def eval_runs():
@@ -102,8 +104,12 @@ def run_options(run):
     T reruns nothing that exists."""
     method, params = parse_run_name(run)
     train = {
-        k: v for k, v in config["train"].items() if k not in ("methods", "T", "sweeps")
+        k: v
+        for k, v in config["train"].items()
+        if k not in ("methods", "T", "sweeps", "seeds")
     }
+    if "seed" in params:  # a training seed, not a method option
+        train["seed"] = int(params.pop("seed"))
     own = {**config["train"]["method_options"].get(method, {}), **params}
     train["method_options"] = {method: own} if own else {}
     return json.dumps(train, sort_keys=True)
@@ -163,6 +169,9 @@ def explain_runs():
     runs = config["explain"]["runs"]
     if runs is None:
         runs = config["train"]["methods"]
+        seeds = config["train"]["seeds"]
+        if seeds:  # explain the first training seed's runs
+            runs = [run_name(m, {"seed": seeds[0]}) for m in runs]
     return [(run, T) for run in runs for T in config["train"]["T"]]
 
 

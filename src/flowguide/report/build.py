@@ -20,6 +20,7 @@ import pandas as pd
 from flowguide.report import benchmark, collect, figures, tables
 from flowguide.report.render import render_html, render_markdown
 from flowguide.utils.atomic import atomic_path, atomic_write_text
+from flowguide.utils.failures import FlowguideError
 
 log = logging.getLogger("flowguide")
 
@@ -31,6 +32,9 @@ REPORT_DEFAULTS: dict[str, Any] = {
     "max_failure_rows": 200,  # the page lists at most this many; tables/failures.csv has all
     "decimals": 4,
     "n_boot": 2000,  # bootstrap replicates of the summary's intervals
+    # Other results folders (one per SynthDive data seed, `make benchmark`) whose runs the
+    # summary pools with this folder's, each (data seed, training seed) one bootstrap unit.
+    "pool": [],
     # Figure 4.2 renderer: "inspect" runs `flowguide inspect` (the one gallery renderer) and
     # falls back to the report's own, saying so; "report" uses the report's own directly.
     "gallery_renderer": "inspect",
@@ -105,9 +109,16 @@ class ReportBuilder:
     def summary_section(self, runs: pd.DataFrame) -> Section:
         """The answer first: the benchmark table with intervals and chance, one sentence per run."""
         section = Section("Summary: right for the right reasons? (SynthDive benchmark)")
-        clip_rows = (
-            benchmark.per_clip(runs, benchmark.load_clips(self.results)) if len(runs) else runs
-        )
+        # This results folder, then the data-seed folders pooled in (report option "pool").
+        frames = [benchmark.per_clip(runs, benchmark.load_clips(self.results))] if len(runs) else []
+        for folder in map(Path, self.options["pool"]):
+            if not (folder / "eval").is_dir():
+                raise FlowguideError(f"report pool folder {folder} has no eval/ results")
+            frames.append(
+                benchmark.per_clip(collect.load_runs(folder), benchmark.load_clips(folder))
+            )
+        frames = [f for f in frames if len(f)]
+        clip_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if clip_rows.empty:
             section.missing.append(
                 "no SynthDive run to score: needs results/eval/*/T*/predictions.csv and "
