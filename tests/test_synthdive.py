@@ -364,3 +364,46 @@ def test_cli_output_is_read_by_the_manifest_stage(tmp_path):
     train = manifest[manifest["split"] == "train"]
     assert list(train["label"]) == [i % 3 for i in range(6)]
     assert not list(out.rglob("*.part"))  # no temporary files left behind
+
+
+# --- realism knobs --------------------------------------------------------------------------------
+
+
+def test_realism_knobs_change_the_render_and_keep_the_mask_exact():
+    base = {"frames": 8, "width": 96, "height": 72}
+    plain = clip_spec(synth_options(base), "train", 2)
+    frames, masks = render_clip_pair(plain)
+    # Occluder: the pillar's pixels are never in the true mask, and some diver pixel is hidden.
+    occ = clip_spec(synth_options({**base, "occluder": True}), "train", 2)
+    o_frames, o_masks = render_clip_pair(occ)
+    assert o_masks.sum() < masks.sum() and not (o_masks & ~masks).any()
+    # Camera shake scales the same jitter draws.
+    shaky = clip_spec(synth_options({**base, "camera_shake": 3.0}), "train", 2)
+    assert np.allclose(shaky.jitter, 3.0 * plain.jitter)
+    # Motion blur: frame t is (1 - b) * sharp_t + b * sharp_{t-1}; frame 0 unchanged.
+    blurred, b_masks = render_clip_pair(
+        clip_spec(synth_options({**base, "motion_blur": 0.5}), "train", 2)
+    )
+    expected = np.clip(np.round(0.5 * frames[3].astype(float) + 0.5 * frames[2]), 0, 255)
+    assert np.abs(blurred[3].astype(float) - expected).max() <= 1
+    assert (blurred[0] == frames[0]).all() and (b_masks == masks).all()
+    # Photo background and texture / position cues draw other pixels, same diver mask.
+    for knobs in ({"background": "photo"}, {"confounder": {"kind": "texture"}},
+                  {"confounder": {"kind": "position"}}):  # fmt: skip
+        other, other_masks = render_clip_pair(
+            clip_spec(synth_options({**base, **knobs}), "train", 2)
+        )
+        assert (other_masks == masks).all()
+        assert (other != frames).any(), knobs
+    with pytest.raises(FlowguideError, match="background"):
+        synth_options({"background": "beach"})
+    with pytest.raises(FlowguideError, match="kind"):
+        synth_options({"confounder": {"kind": "smell"}})
+    with pytest.raises(FlowguideError, match="motion_blur"):
+        synth_options({"motion_blur": 1.5})
+
+
+def render_clip_pair(spec):
+    from flowguide.data.synthdive_render import render_clip
+
+    return render_clip(spec)

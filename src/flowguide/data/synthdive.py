@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from flowguide.data.synthdive_realism import BACKGROUNDS, CUE_KINDS
 from flowguide.data.synthdive_render import ClipSpec, Dive, render_clip, sample_spec
 from flowguide.utils.atomic import atomic_write_text
 from flowguide.utils.failures import FlowguideError
@@ -131,6 +132,7 @@ class ConfounderOptions:
 
     enabled: bool = True
     train_p: float | None = 0.9
+    kind: str = "colour"  # colour | texture | position (flowguide.data.synthdive_realism)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ class SynthOptions:
     # Realism knobs (README "SynthDive realism knobs").
     diver_scale: float = 1.0  # diver height relative to the default 0.42-0.5 frame heights
     background_contrast: float = 1.0  # crowd contrast: < 1 calmer, > 1 busier
+    background: str = "crowd"  # crowd | photo (scikit-image photographs)
+    camera_shake: float = 1.0  # factor on the per-frame camera jitter
+    motion_blur: float = 0.0  # 0..0.9: blend of each frame with the previous one
+    occluder: bool = False  # a pillar in front of the platform end
     # Which splits to render; the other's JSON is written empty. The no_cue control's dataset
     # renders only train (it is tested on the main dataset's test split).
     splits: tuple[str, ...] = SPLITS
@@ -199,11 +205,23 @@ def synth_options(options: dict[str, Any] | None) -> SynthOptions:
     _check_range("fps", opts.fps, 1e-3)
     _check_range("diver_scale", opts.diver_scale, 0.3, 2.0)
     _check_range("background_contrast", opts.background_contrast, 0.0, 3.0)
+    _check_range("camera_shake", opts.camera_shake, 0.0, 20.0)
+    _check_range("motion_blur", opts.motion_blur, 0.0, 0.9)
+    if opts.background not in BACKGROUNDS:
+        raise FlowguideError(
+            f"synth option 'background' = {opts.background!r}; one of {BACKGROUNDS}"
+        )
+    if opts.confounder.kind not in CUE_KINDS:
+        raise FlowguideError(
+            f"synth option 'confounder.kind' = {opts.confounder.kind!r}; one of {CUE_KINDS}"
+        )
     opts = replace(
         opts,
         fps=float(opts.fps),
         diver_scale=float(opts.diver_scale),
         background_contrast=float(opts.background_contrast),
+        camera_shake=float(opts.camera_shake),
+        motion_blur=float(opts.motion_blur),
     )  # 25 and 25.0 must give the same files
     for key in ("width", "height"):
         if getattr(opts, key) % 2:  # the encoder's 4:2:0 chroma needs even sizes
@@ -272,10 +290,12 @@ def clip_spec(opts: SynthOptions, split: str, index: int) -> ClipSpec:
     label = clip_label(opts, index)
     dive = Dive.from_vocab(COMPOSITIONS[label])
     rng = clip_rng(opts.seed, split, index, RENDER_STREAM)
-    cue = cue_colour(cue_class(opts, split, index))
+    cue = cue_class(opts, split, index)
     return sample_spec(
-        rng, dive, cue, opts.frames, opts.width, opts.height, opts.diver_scale,
-        opts.background_contrast,
+        rng, dive, cue_colour(cue), opts.frames, opts.width, opts.height, opts.diver_scale,
+        opts.background_contrast, opts.camera_shake, cue=cue, cue_kind=opts.confounder.kind,
+        background=opts.background, motion_blur=float(opts.motion_blur),
+        occluder=bool(opts.occluder),
     )  # fmt: skip
 
 
