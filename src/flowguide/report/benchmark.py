@@ -160,10 +160,13 @@ def sentences(table: pd.DataFrame, num_classes: int) -> list[str]:
             if name == "no_cue":
                 text += " (the ceiling: the same model trained without the shortcut)"
             elif name == "vanilla":
-                text += (
-                    f"; top-1 {row['top1']:.2f} overall, so the gap to its right-reason "
-                    "accuracy is what the shortcut costs"
-                )
+                control = rows.get("no_cue")
+                if control is None or not np.isfinite(control["right_reason"]):
+                    text += " (no no_cue control to compare with)"
+                elif _overlaps(row, control, "right_reason"):
+                    text += "; its interval overlaps the no_cue control's: no measurable shortcut"
+                else:
+                    text += "; its interval lies below the no_cue control's: the shortcut shows"
             elif vanilla is not None and np.isfinite(vanilla["right_reason"]):
                 if _overlaps(row, vanilla, "right_reason"):
                     text += "; its interval overlaps vanilla's: no measurable gain over vanilla"
