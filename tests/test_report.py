@@ -292,7 +292,7 @@ def test_explain_table_holds_the_summary_numbers(results: Path):
         ] == pytest.approx(kept)
 
     text = (out / "report.md").read_text()
-    section = text.split("## Post-hoc explanations (papers 002-004)", 1)[1].split("\n## ", 1)[0]
+    section = text.split(". Post-hoc explanations (papers 002-004)", 1)[1].split("\n## ", 1)[0]
     table = markdown_table(section, "rrr_ogl T=16: explainer by metric (means over clips)")
     table = table.set_index("explainer")
     assert list(table.index) == list(EXPLAIN_ROWS)
