@@ -11,7 +11,7 @@ VENV_DIR := $(CACHE_DIR)/venv-$(PINS_HASH)
 VENV := .venv
 CORES ?= all
 
-.PHONY: env demo test test-all lint
+.PHONY: env demo test test-all lint benchmark
 
 env: $(VENV_DIR)/.complete
 	ln -sfn $(VENV_DIR) $(VENV)
@@ -37,6 +37,23 @@ demo: env
 	if [ "$$gpus" -gt 0 ]; then resources="--resources gpu=$$gpus"; else resources=""; fi && \
 	echo "make demo: $$gpus GPU(s) $$resources" && \
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES) $$resources
+
+# The SynthDive benchmark (configs/benchmark.yaml): one DAG per data seed, each in its own
+# results folder (results/benchmark/d<seed>, the synth seed set by a generated overlay config);
+# training seeds are runs inside each DAG (train.seeds). The pooled report (every data x training
+# seed a bootstrap unit) goes to results/benchmark/report.
+DATA_SEEDS ?= 0 1 2
+BENCH ?= results/benchmark
+benchmark: env
+	set -e; for d in $(DATA_SEEDS); do \
+	  mkdir -p $(BENCH); \
+	  printf 'results: $(BENCH)/d%s\nsynth:\n  seed: %s\n' $$d $$d > $(BENCH)/d$$d.yaml; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores $(CORES) \
+	    --configfile configs/benchmark.yaml $(BENCH)/d$$d.yaml; \
+	done
+	first=$$(echo $(DATA_SEEDS) | cut -d' ' -f1); \
+	rest=$$(for d in $(DATA_SEEDS); do [ $$d = $$first ] || printf '$(BENCH)/d%s ' $$d; done); \
+	$(VENV)/bin/flowguide report --results $(BENCH)/d$$first --out $(BENCH)/report --pool $$rest
 
 test: env
 	$(VENV)/bin/pytest -q

@@ -94,15 +94,17 @@ def test_options_defaults_match_schema_and_errors_name_the_key():
         synth_options({"confounder": {"train_p": 1.5}})
 
 
-def test_compositions_are_diving48_words_and_default_classes_differ_only_in_motion():
+def test_compositions_are_diving48_words_and_default_classes_differ_in_flight():
     assert len(COMPOSITIONS) == 48 and len(set(COMPOSITIONS)) == 48
     for takeoff, som, twist, position in COMPOSITIONS:
         assert takeoff in TAKEOFFS and som in SOMERSAULTS and twist in TWISTS
         assert position in ("TUCK", "PIKE", "STR", "FREE")
     dives = [Dive.from_vocab(c) for c in class_compositions(4)]
-    # Same facing, position, twist: one frame looks alike; rotation direction/amount differ.
-    assert len({(d.facing, d.position, d.twists) for d in dives}) == 1
-    assert len({(d.spin, d.somersaults) for d in dives}) == 4
+    # Same takeoff (the clips start alike); what the dive does in flight differs in every class:
+    # somersaults and flight position each take four different values.
+    assert len({(d.facing, d.spin) for d in dives}) == 1
+    assert len({d.somersaults for d in dives}) == 4
+    assert len({d.position for d in dives}) == 4
     assert len(set(CUE_PALETTE)) == 48
 
 
@@ -235,23 +237,54 @@ def test_video_is_the_lossy_render(tiny_set):
 # --- the confounder -----------------------------------------------------------------------------
 
 
-def test_cue_agreement_rates_follow_train_p_and_chance():
+def test_train_cue_agreement_rate_follows_train_p():
     n_clips = 4000
     for num_classes, train_p in ((4, 0.9), (6, 0.7)):
         opts = synth_options({"num_classes": num_classes, "confounder": {"train_p": train_p}})
-        for split, expected in (("train", train_p), ("test", 1 / num_classes)):
-            cues = np.array([cue_class(opts, split, i) for i in range(n_clips)])
-            labels = np.arange(n_clips) % num_classes
-            agree = (cues == labels).mean()
-            sigma = math.sqrt(expected * (1 - expected) / n_clips)
-            assert abs(agree - expected) < 4 * sigma, (split, agree, expected)
-            assert cues.min() == 0 and cues.max() == num_classes - 1
-            # Disagreeing cues are spread over the other classes alike.
-            wrong = (cues[cues != labels] - labels[cues != labels]) % num_classes
-            counts = np.bincount(wrong, minlength=num_classes)[1:]
-            assert counts.min() > 0.6 * counts.mean()
+        cues = np.array([cue_class(opts, "train", i) for i in range(n_clips)])
+        labels = np.arange(n_clips) % num_classes
+        agree = (cues == labels).mean()
+        sigma = math.sqrt(train_p * (1 - train_p) / n_clips)
+        assert abs(agree - train_p) < 4 * sigma, (agree, train_p)
+        assert cues.min() == 0 and cues.max() == num_classes - 1
+        # Disagreeing cues are spread over the other classes alike.
+        wrong = (cues[cues != labels] - labels[cues != labels]) % num_classes
+        counts = np.bincount(wrong, minlength=num_classes)[1:]
+        assert counts.min() > 0.6 * counts.mean()
     off = synth_options({"confounder": {"enabled": False}})
     assert {cue_class(off, "train", i) for i in range(50)} == {-1}
+
+
+@pytest.mark.parametrize("num_classes,per_class", [(4, 8), (4, 12), (3, 6)])
+def test_test_split_has_every_label_cue_cell_equally_filled(num_classes, per_class):
+    """The test split's cue is independent of the label by design: each (label, cue) cell holds
+    per_class / num_classes clips, so each class has that many agreeing clips and the rest
+    disagreeing (the counts the report prints)."""
+    opts = synth_options({"num_classes": num_classes, "clips_per_class_test": per_class, "seed": 5})
+    n = per_class * num_classes
+    counts = np.zeros((num_classes, num_classes), int)  # [label, cue]
+    for i in range(n):
+        counts[i % num_classes, cue_class(opts, "test", i)] += 1
+    assert (counts == per_class // num_classes).all()
+    agree = np.diag(counts)
+    assert agree.tolist() == [per_class // num_classes] * num_classes
+    assert (counts.sum(1) - agree).tolist() == [per_class - per_class // num_classes] * num_classes
+
+
+def test_no_cue_twin_renders_the_same_dives_with_an_independent_cue():
+    on = synth_options({"clips_per_class_train": 8})
+    twin = synth_options({"clips_per_class_train": 8, "confounder": {"train_p": None}})
+    labels = np.arange(32) % 4
+    cues = np.array([cue_class(twin, "train", i) for i in range(32)])
+    assert (cues == labels).sum() == 8  # 1/4 agree: independent of the label
+    assert np.bincount(cues, minlength=4).tolist() == [8, 8, 8, 8]
+    for i in range(4):
+        a, b = clip_spec(on, "train", i), clip_spec(twin, "train", i)
+        # Everything but the cue colour is drawn from the same stream.
+        assert a.body_len == b.body_len and a.texture_seed == b.texture_seed
+        assert (a.jitter == b.jitter).all() and a.dive == b.dive
+    with pytest.raises(FlowguideError, match="splits"):
+        synth_options({"splits": ["val"]})
 
 
 def test_scoreboard_shows_the_cue_colour(tiny_set):
@@ -332,3 +365,46 @@ def test_cli_output_is_read_by_the_manifest_stage(tmp_path):
     train = manifest[manifest["split"] == "train"]
     assert list(train["label"]) == [i % 3 for i in range(6)]
     assert not list(out.rglob("*.part"))  # no temporary files left behind
+
+
+# --- realism knobs --------------------------------------------------------------------------------
+
+
+def test_realism_knobs_change_the_render_and_keep_the_mask_exact():
+    base = {"frames": 8, "width": 96, "height": 72}
+    plain = clip_spec(synth_options(base), "train", 2)
+    frames, masks = render_clip_pair(plain)
+    # Occluder: the pillar's pixels are never in the true mask, and some diver pixel is hidden.
+    occ = clip_spec(synth_options({**base, "occluder": True}), "train", 2)
+    o_frames, o_masks = render_clip_pair(occ)
+    assert o_masks.sum() < masks.sum() and not (o_masks & ~masks).any()
+    # Camera shake scales the same jitter draws.
+    shaky = clip_spec(synth_options({**base, "camera_shake": 3.0}), "train", 2)
+    assert np.allclose(shaky.jitter, 3.0 * plain.jitter)
+    # Motion blur: frame t is (1 - b) * sharp_t + b * sharp_{t-1}; frame 0 unchanged.
+    blurred, b_masks = render_clip_pair(
+        clip_spec(synth_options({**base, "motion_blur": 0.5}), "train", 2)
+    )
+    expected = np.clip(np.round(0.5 * frames[3].astype(float) + 0.5 * frames[2]), 0, 255)
+    assert np.abs(blurred[3].astype(float) - expected).max() <= 1
+    assert (blurred[0] == frames[0]).all() and (b_masks == masks).all()
+    # Photo background and texture / position cues draw other pixels, same diver mask.
+    for knobs in ({"background": "photo"}, {"confounder": {"kind": "texture"}},
+                  {"confounder": {"kind": "position"}}):  # fmt: skip
+        other, other_masks = render_clip_pair(
+            clip_spec(synth_options({**base, **knobs}), "train", 2)
+        )
+        assert (other_masks == masks).all()
+        assert (other != frames).any(), knobs
+    with pytest.raises(FlowguideError, match="background"):
+        synth_options({"background": "beach"})
+    with pytest.raises(FlowguideError, match="kind"):
+        synth_options({"confounder": {"kind": "smell"}})
+    with pytest.raises(FlowguideError, match="motion_blur"):
+        synth_options({"motion_blur": 1.5})
+
+
+def render_clip_pair(spec):
+    from flowguide.data.synthdive_render import render_clip
+
+    return render_clip(spec)

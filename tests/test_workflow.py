@@ -265,3 +265,27 @@ def test_sweeps_add_runs_with_their_values_and_rerun_nothing_else(
     assert lambdas == [0.1, 1.0]
     assert all("--method rrr_ogl" in c for c in commands)
     assert "results/train/rrr_ogl-lambda0.1/T4" in output
+
+
+def test_training_seeds_and_the_no_cue_control_add_their_jobs(
+    workflow_dir: Path, tmp_path: Path
+) -> None:
+    """train.seeds names runs <method>-seed<s> with train.seed set; no_cue trains on its own
+    manifest (SynthDive's twin split) and is evaluated on the main test split."""
+    workdir = scratch_copy(workflow_dir, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["train"]["methods"] = ["no_cue", "vanilla"]
+    config["train"]["seeds"] = [3, 4]
+    write_config(workdir, config)
+    output = snakemake(workdir, "-n", "-p")
+    ran = jobs_run(output)
+    assert ran["train"] == 4 and ran["evaluate"] == 4, ran
+    assert ran["synth_no_cue"] == 1 and ran["manifest_no_cue"] == 1 and "synth" not in ran
+    commands = re.findall(r"python -m flowguide train .*", output)
+    seeds = sorted(int(re.search(r'"seed": (\d+)', c)[1]) for c in commands)
+    assert seeds == [3, 3, 4, 4]
+    no_cue = [c for c in commands if "--method no_cue" in c]
+    assert len(no_cue) == 2 and all("results/no_cue/manifest.csv" in c for c in no_cue)
+    assert "results/train/vanilla-seed4/T4" in output
+    synth = re.search(r"python -m flowguide synth --out \S*synthdive_no_cue.*", output)[0]
+    assert '"train_p": null' in synth and '"splits": ["train"]' in synth

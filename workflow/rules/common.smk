@@ -1,7 +1,7 @@
 import json
 
 from flowguide.config import validate_config
-from flowguide.train.methods import needs_masks
+from flowguide.train.methods import needs_masks, training_set
 from flowguide.train.options import resolve_loader_batch_size
 from flowguide.utils.cluster import check_requests, largest_node
 from flowguide.utils.manifest import read_manifest
@@ -82,13 +82,15 @@ def all_targets(wildcards):
 
 
 def train_runs():
-    """Run names: the configured methods, then one per sweep value."""
-    runs = list(config["train"]["methods"])
+    """Run names: the configured methods, then one per sweep value; with train.seeds, each of
+    them once per training seed (run-name parameter "seed": vanilla-seed1)."""
+    runs = [(m, {}) for m in config["train"]["methods"]]
     for sweep in config["train"]["sweeps"]:
-        runs += [
-            run_name(sweep["method"], {sweep["param"]: v}) for v in sweep["values"]
-        ]
-    return list(dict.fromkeys(runs))
+        runs += [(sweep["method"], {sweep["param"]: v}) for v in sweep["values"]]
+    seeds = config["train"]["seeds"]
+    if seeds:
+        runs = [(m, {**p, "seed": s}) for m, p in runs for s in seeds]
+    return list(dict.fromkeys(run_name(m, p) for m, p in runs))
 
 
 def eval_runs():
@@ -103,9 +105,11 @@ def run_options(run, T):
     another (method, T), reruns nothing that exists, and without the execution settings
     (execution.smk)."""
     method, params = parse_run_name(run)
-    not_options = ("methods", "T", "sweeps", "num_workers", "tensorboard")
+    not_options = ("methods", "T", "sweeps", "seeds", "num_workers", "tensorboard")
     train = {k: v for k, v in config["train"].items() if k not in not_options}
     train = resolve_loader_batch_size(train, method, int(T))
+    if "seed" in params:  # a training seed, not a method option
+        train["seed"] = int(params.pop("seed"))
     own = {**config["train"]["method_options"].get(method, {}), **params}
     train["method_options"] = {method: own} if own else {}
     return json.dumps(train, sort_keys=True)
@@ -118,6 +122,32 @@ def train_masks(wildcards):
     if common or needs_masks(parse_run_name(wildcards.run)[0]):
         return shard_targets(f"{RESULTS}/masks/{{shard}}.h5")(wildcards)
     return []
+
+
+def train_manifest(wildcards):
+    """The no_cue control trains on its own manifest (SynthDive's cue-independent twin split)."""
+    if training_set(parse_run_name(wildcards.run)[0]) == "no_cue":
+        return f"{RESULTS}/no_cue/manifest.csv"
+    return f"{RESULTS}/manifest.csv"
+
+
+def no_cue_synth_options():
+    """synth's options for the no_cue twin: cue independent of the label, train split only."""
+    synth = dict(config["synth"])
+    synth["confounder"] = {**synth.get("confounder", {}), "train_p": None}
+    synth["splits"] = ["train"]
+    return json.dumps(synth, sort_keys=True)
+
+
+def check_no_cue():
+    runs = [parse_run_name(r)[0] for r in train_runs()]
+    if config["dataset"]["kind"] != "synthdive" and any(
+        training_set(m) == "no_cue" for m in runs
+    ):
+        raise ValueError(
+            "train.methods: the no_cue control needs dataset.kind synthdive (it trains on "
+            "SynthDive's cue-independent twin split)"
+        )
 
 
 def train_targets():
@@ -141,6 +171,9 @@ def explain_runs():
     runs = config["explain"]["runs"]
     if runs is None:
         runs = config["train"]["methods"]
+        seeds = config["train"]["seeds"]
+        if seeds:  # explain the first training seed's runs
+            runs = [run_name(m, {"seed": seeds[0]}) for m in runs]
     return [(run, T) for run in runs for T in config["train"]["T"]]
 
 

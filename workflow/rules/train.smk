@@ -8,10 +8,12 @@
 
 TRAIN_DIR = f"{RESULTS}/train/{{run}}/T{{T}}"
 
+check_no_cue()
+
 
 rule train:
     input:
-        manifest=f"{RESULTS}/manifest.csv",
+        manifest=train_manifest,
         masks=train_masks,
     output:
         checkpoint=f"{TRAIN_DIR}/checkpoint.pt",

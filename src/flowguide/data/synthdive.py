@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from flowguide.data.synthdive_realism import BACKGROUNDS, CUE_KINDS
 from flowguide.data.synthdive_render import ClipSpec, Dive, render_clip, sample_spec
 from flowguide.utils.atomic import atomic_write_text
 from flowguide.utils.failures import FlowguideError
@@ -42,10 +43,17 @@ TRAIN_JSON, TEST_JSON, VOCAB_JSON = (
 VIDEOS_DIR = "rgb"
 RENDER_STREAM, CUE_STREAM = 0, 1  # independent RNG streams: the cue never changes the render
 
-# Diving48's 48 compositions. The first four (the default set) share takeoff facing, position and
-# entry; they differ only in how the dive unfolds (rotation direction and amount), so no single
-# frame's appearance tells them apart, only motion does.
+# Diving48's 48 compositions. The first four (the default set) share the takeoff (Forward), so
+# they start alike; they differ in what the dive does in flight: somersaults (0.5 / 1 / 2.5 / 1.5),
+# flight position (straight / pike / tuck / free) and twists (none / 2). A small 3D CNN at T=8 can
+# tell them apart from the diver alone, which is what makes the cue a shortcut rather than the
+# only signal. (An earlier default, Forward/Reverse x 1.5/2.5 PIKE, differed only in rotation
+# direction and amount, which aliases at T=8: no model learned it.)
 COMPOSITIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("Forward", "Dive", "NoTwis", "STR"),
+    ("Forward", "1som", "NoTwis", "PIKE"),
+    ("Forward", "25som", "NoTwis", "TUCK"),
+    ("Forward", "15som", "2Twis", "FREE"),
     ("Forward", "15som", "NoTwis", "PIKE"),
     ("Reverse", "15som", "NoTwis", "PIKE"),
     ("Forward", "25som", "NoTwis", "PIKE"),
@@ -68,17 +76,13 @@ COMPOSITIONS: tuple[tuple[str, str, str, str], ...] = (
     ("Back", "Dive", "NoTwis", "PIKE"),
     ("Back", "Dive", "NoTwis", "TUCK"),
     ("Forward", "15som", "1Twis", "FREE"),
-    ("Forward", "15som", "2Twis", "FREE"),
-    ("Forward", "1som", "NoTwis", "PIKE"),
     ("Forward", "25som", "1Twis", "PIKE"),
     ("Forward", "25som", "2Twis", "PIKE"),
     ("Forward", "25som", "3Twis", "PIKE"),
-    ("Forward", "25som", "NoTwis", "TUCK"),
     ("Forward", "35som", "NoTwis", "PIKE"),
     ("Forward", "35som", "NoTwis", "TUCK"),
     ("Forward", "45som", "NoTwis", "TUCK"),
     ("Forward", "Dive", "NoTwis", "PIKE"),
-    ("Forward", "Dive", "NoTwis", "STR"),
     ("Inward", "15som", "NoTwis", "PIKE"),
     ("Inward", "15som", "NoTwis", "TUCK"),
     ("Inward", "25som", "NoTwis", "PIKE"),
@@ -122,8 +126,13 @@ CUE_PALETTE = _cue_palette()
 
 @dataclass(frozen=True)
 class ConfounderOptions:
+    """The planted cue. ``train_p``: probability that a training clip's cue shows its label
+    (the cue's strength); ``None`` makes the training cue independent of the label, as in test
+    (the ``no_cue`` control's training set)."""
+
     enabled: bool = True
-    train_p: float = 0.9
+    train_p: float | None = 0.9
+    kind: str = "colour"  # colour | texture | position (flowguide.data.synthdive_realism)
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,16 @@ class SynthOptions:
     fps: float = 25.0
     qscale: int = 6
     confounder: ConfounderOptions = ConfounderOptions()
+    # Realism knobs (README "SynthDive realism knobs").
+    diver_scale: float = 1.0  # diver height relative to the default 0.42-0.5 frame heights
+    background_contrast: float = 1.0  # crowd contrast: < 1 calmer, > 1 busier
+    background: str = "crowd"  # crowd | photo (scikit-image photographs)
+    camera_shake: float = 1.0  # factor on the per-frame camera jitter
+    motion_blur: float = 0.0  # 0..0.9: blend of each frame with the previous one
+    occluder: bool = False  # a pillar in front of the platform end
+    # Which splits to render; the other's JSON is written empty. The no_cue control's dataset
+    # renders only train (it is tested on the main dataset's test split).
+    splits: tuple[str, ...] = SPLITS
 
     def clips_per_class(self, split: str) -> int:
         return self.clips_per_class_train if split == "train" else self.clips_per_class_test
@@ -165,8 +184,14 @@ def synth_options(options: dict[str, Any] | None) -> SynthOptions:
     if unknown:
         raise FlowguideError(f"unknown synth.confounder option(s) {unknown}")
     confounder = ConfounderOptions(**conf)
-    _check_range("confounder.train_p", confounder.train_p, 0.0, 1.0)
-    opts = SynthOptions(**options, confounder=confounder)
+    if confounder.train_p is not None:
+        _check_range("confounder.train_p", confounder.train_p, 0.0, 1.0)
+    splits = tuple(options.pop("splits", SPLITS))
+    if not splits or set(splits) - set(SPLITS):
+        raise FlowguideError(
+            f"synth option 'splits' = {list(splits)}: a non-empty subset of {SPLITS}"
+        )
+    opts = SynthOptions(**options, confounder=confounder, splits=splits)
     ints = {
         "seed": (-(2**62), None), "num_classes": (2, len(COMPOSITIONS)),
         "clips_per_class_train": (1, None), "clips_per_class_test": (1, None),
@@ -178,7 +203,26 @@ def synth_options(options: dict[str, Any] | None) -> SynthOptions:
             raise FlowguideError(f"synth option '{key}' must be an integer, got {value!r}")
         _check_range(key, value, low, high)
     _check_range("fps", opts.fps, 1e-3)
-    opts = replace(opts, fps=float(opts.fps))  # 25 and 25.0 must give the same files
+    _check_range("diver_scale", opts.diver_scale, 0.3, 2.0)
+    _check_range("background_contrast", opts.background_contrast, 0.0, 3.0)
+    _check_range("camera_shake", opts.camera_shake, 0.0, 20.0)
+    _check_range("motion_blur", opts.motion_blur, 0.0, 0.9)
+    if opts.background not in BACKGROUNDS:
+        raise FlowguideError(
+            f"synth option 'background' = {opts.background!r}; one of {BACKGROUNDS}"
+        )
+    if opts.confounder.kind not in CUE_KINDS:
+        raise FlowguideError(
+            f"synth option 'confounder.kind' = {opts.confounder.kind!r}; one of {CUE_KINDS}"
+        )
+    opts = replace(
+        opts,
+        fps=float(opts.fps),
+        diver_scale=float(opts.diver_scale),
+        background_contrast=float(opts.background_contrast),
+        camera_shake=float(opts.camera_shake),
+        motion_blur=float(opts.motion_blur),
+    )  # 25 and 25.0 must give the same files
     for key in ("width", "height"):
         if getattr(opts, key) % 2:  # the encoder's 4:2:0 chroma needs even sizes
             raise FlowguideError(f"synth option '{key}' = {getattr(opts, key)} must be even")
@@ -207,19 +251,31 @@ def clip_label(opts: SynthOptions, index: int) -> int:
     return index % opts.num_classes
 
 
+def independent_cue(opts: SynthOptions, index: int) -> int:
+    """A cue independent of the label by design, not by chance: the ``j``-th clip of a class
+    (``j = index // num_classes``) shows class ``(label + j) % num_classes``. Every (label, cue)
+    cell holds the same number of clips (when clips per class is a multiple of num_classes), so
+    each class has ``1/num_classes`` of its clips with an agreeing cue and the rest disagreeing,
+    spread evenly over the other classes."""
+    k = opts.num_classes
+    return (clip_label(opts, index) + index // k) % k
+
+
 def cue_class(opts: SynthOptions, split: str, index: int) -> int:
     """The class the scoreboard shows (-1 when the confounder is off).
 
-    Train: the clip's label with probability ``train_p``, else a uniformly random other class.
-    Test: uniformly random, so the cue carries no information there.
+    Train: the clip's label with probability ``train_p``, else a uniformly random other class;
+    with ``train_p: null`` the balanced independent design of test (the no_cue control).
+    Test: the balanced independent design (``independent_cue``), so the cue carries no
+    information and every (label, cue) cell can be measured.
     """
     if not opts.confounder.enabled:
         return -1
+    if split == "test" or opts.confounder.train_p is None:
+        return independent_cue(opts, index)
     label = clip_label(opts, index)
     rng = clip_rng(opts.seed, split, index, CUE_STREAM)
     agree_draw, other_draw = rng.random(), rng.integers(opts.num_classes - 1)
-    if split == "test":
-        return int(rng.integers(opts.num_classes))
     if agree_draw < opts.confounder.train_p:
         return label
     return int(other_draw if other_draw < label else other_draw + 1)
@@ -234,8 +290,13 @@ def clip_spec(opts: SynthOptions, split: str, index: int) -> ClipSpec:
     label = clip_label(opts, index)
     dive = Dive.from_vocab(COMPOSITIONS[label])
     rng = clip_rng(opts.seed, split, index, RENDER_STREAM)
-    cue = cue_colour(cue_class(opts, split, index))
-    return sample_spec(rng, dive, cue, opts.frames, opts.width, opts.height)
+    cue = cue_class(opts, split, index)
+    return sample_spec(
+        rng, dive, cue_colour(cue), opts.frames, opts.width, opts.height, opts.diver_scale,
+        opts.background_contrast, opts.camera_shake, cue=cue, cue_kind=opts.confounder.kind,
+        background=opts.background, motion_blur=float(opts.motion_blur),
+        occluder=bool(opts.occluder),
+    )  # fmt: skip
 
 
 # --- writing the dataset ------------------------------------------------------------------------
@@ -308,7 +369,7 @@ def generate_dataset(out_dir: str | os.PathLike, opts: SynthOptions) -> dict[str
     started = time.perf_counter()
     out = Path(out_dir)
     (out / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
-    jobs = [(s, i) for s in SPLITS for i in range(opts.clips_per_class(s) * opts.num_classes)]
+    jobs = [(s, i) for s in opts.splits for i in range(opts.clips_per_class(s) * opts.num_classes)]
     records: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     rows: list[dict[str, Any]] = []
     mask_pixels = 0

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from flowguide.data import synthdive_realism as realism
+
 # --- what a class is --------------------------------------------------------------------------
 
 #: takeoff -> (facing: +1 faces the water (right), -1 faces the board; spin: +1 forward rotation)
@@ -81,6 +83,14 @@ class ClipSpec:
     pan_phase: float
     jitter: np.ndarray  # (frames, 2) camera shake, frame heights
     ripples: np.ndarray  # (3, 5) rows: amplitude, u freq, v freq, angular speed, phase
+    background_contrast: float = 1.0  # crowd's contrast around its mean (1 = as painted)
+    # Realism knobs (flowguide.data.synthdive_realism): the cue's class and how it is shown,
+    # the stand (crowd or photo), exposure smear, a pillar in front of the platform end.
+    cue: int = -1
+    cue_kind: str = "colour"
+    background: str = "crowd"
+    motion_blur: float = 0.0
+    occluder: bool = False
 
 
 SKINS = ((224, 172, 140), (198, 140, 105), (160, 110, 80), (235, 195, 165), (120, 80, 60))
@@ -95,18 +105,25 @@ def sample_spec(
     frames: int,
     width: int,
     height: int,
+    diver_scale: float = 1.0,
+    background_contrast: float = 1.0,
+    camera_shake: float = 1.0,
+    **knobs,
 ) -> ClipSpec:
     """Draw a clip's scene parameters. The draws never depend on the class, so appearance
-    (colours, sizes, timing) is distributed identically for every class."""
+    (colours, sizes, timing) is distributed identically for every class. ``diver_scale`` and
+    ``background_contrast`` scale drawn values without changing the draws."""
     takeoff = frames * rng.uniform(0.08, 0.18)
     entry = frames * rng.uniform(0.80, 0.90)
     return ClipSpec(
+        background_contrast=float(background_contrast),
+        **knobs,
         width=width,
         height=height,
         frames=frames,
         dive=dive,
         cue_rgb=tuple(int(c) for c in cue_rgb),
-        body_len=float(rng.uniform(0.42, 0.5)),
+        body_len=float(rng.uniform(0.42, 0.5)) * diver_scale,
         board_height=float(rng.uniform(0.55, 0.8)),  # a 2-3 m springboard
         takeoff_frame=float(takeoff),
         entry_frame=float(max(entry, takeoff + 2.0)),
@@ -119,7 +136,7 @@ def sample_spec(
         pan_amp=float(rng.uniform(0.01, 0.04)),
         pan_cycles=float(rng.uniform(0.3, 1.0)),
         pan_phase=float(rng.uniform(0, 2 * math.pi)),
-        jitter=rng.normal(0.0, 0.004, size=(frames, 2)),
+        jitter=rng.normal(0.0, 0.004, size=(frames, 2)) * camera_shake,
         ripples=np.column_stack(
             [
                 rng.uniform(2.0, 5.0, 3),  # amplitude (grey levels): low contrast
@@ -447,6 +464,11 @@ def _paint_stand(spec: ClipSpec, rng: np.random.Generator, canvas: np.ndarray) -
         y += row_h * rng.uniform(0.9, 1.15)
         row += 1
     canvas[:] = cv2.GaussianBlur(canvas, (0, 0), 0.6)
+    if spec.background == "photo":
+        realism.photo_stand(canvas, spec.texture_seed)
+    if spec.background_contrast != 1.0:  # calmer (< 1) or busier (> 1) crowd, same layout
+        mean = canvas.reshape(-1, 3).mean(0)
+        canvas[:] = mean + spec.background_contrast * (canvas - mean)
     deck = _canvas_box(spec, CANVAS_U[0], DECK_TOP, CANVAS_U[1], 0.0)
     canvas[deck[1] : deck[3]] = (196.0, 200.0, 204.0)
     canvas[deck[1] : deck[3], :: max(2, round(0.05 * h))] = (150.0, 155.0, 160.0)
@@ -454,12 +476,15 @@ def _paint_stand(spec: ClipSpec, rng: np.random.Generator, canvas: np.ndarray) -
 
 def _paint_structures(spec: ClipSpec, canvas: np.ndarray) -> None:
     h = spec.height
-    for u0, v0, u1, v1 in panel_boxes(spec):
+    boxes = panel_boxes(spec)
+    for k, (u0, v0, u1, v1) in enumerate(boxes):
         b = PANEL_BORDER
         x0, y0, x1, y1 = _canvas_box(spec, u0 - b, v0 - b, u1 + b, v1 + b)
         canvas[y0:y1, x0:x1] = (25.0, 25.0, 30.0)
         x0, y0, x1, y1 = _canvas_box(spec, u0, v0, u1, v1)
-        canvas[y0:y1, x0:x1] = spec.cue_rgb
+        canvas[y0:y1, x0:x1] = realism.panel_fill(
+            spec.cue_kind, spec.cue, k, len(boxes), spec.cue_rgb, y1 - y0, x1 - x0
+        )
     x0, y0, x1, y1 = _canvas_box(spec, TOWER_U[0], -spec.board_height, TOWER_U[1], 0.0)
     canvas[y0:y1, x0:x1] = (150.0, 148.0, 142.0)
     canvas[y0 : y1 : max(2, round(0.1 * h)), x0:x1] = (118.0, 116.0, 112.0)
@@ -528,10 +553,23 @@ def render_frame(spec: ClipSpec, t: int) -> tuple[np.ndarray, np.ndarray]:
     frame = render_background(spec, t)
     layer, mask = render_diver(spec, t)
     frame = np.where(mask[..., None], layer, frame)
+    if spec.occluder:  # drawn over the diver; the true mask is what the camera sees
+        u0, v0, u1, v1 = realism.occluder_box(spec.board_height)
+        (x0, y0), (x1, y1) = world_to_pixel(spec, t, np.array([[u0, v0], [u1, v1]]))
+        xs = slice(max(0, round(x0)), max(0, round(x1)))
+        ys = slice(max(0, round(y0)), max(0, round(y1)))
+        frame[ys, xs] = (92, 88, 84)
+        mask = mask.copy()
+        mask[ys, xs] = False
     return frame, mask
 
 
 def render_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
     """All frames (T, H, W, 3) uint8 and masks (T, H, W) bool of a clip."""
     frames, masks = zip(*(render_frame(spec, t) for t in range(spec.frames)), strict=True)
+    if spec.motion_blur > 0:  # each frame smeared with the sharp previous one
+        frames = [
+            realism.blur_frame(f, frames[t - 1] if t else None, spec.motion_blur)
+            for t, f in enumerate(frames)
+        ]
     return np.stack(frames), np.stack(masks)

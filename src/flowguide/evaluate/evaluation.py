@@ -79,6 +79,20 @@ class SavedMaps:
     pred: int
     maps: dict[str, np.ndarray]
     mask: np.ndarray
+    rgb: np.ndarray | None = None  # (T, H, W, 3) uint8: the model's input, for the overlays
+
+
+def display_frames(clip: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """A (C, T, h, w) normalised input clip as (T, H, W, 3) uint8 at the mask's (T, H, W):
+    min-max over the clip (undoes any per-channel normalisation up to contrast)."""
+    clip = clip.detach().float().cpu()[:3]
+    t, h, w = shape
+    resized = torch.nn.functional.interpolate(
+        clip[None], size=(t, h, w), mode="trilinear", align_corners=False
+    )[0]
+    low, high = resized.amin(), resized.amax()
+    scaled = (resized - low) / (high - low).clamp_min(1e-8)
+    return (scaled.permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
 
 
 @dataclass
@@ -158,7 +172,10 @@ def evaluate(
             ident = {"vid_name": name, "label": int(batch_labels[i]), "pred": int(preds[i])}
             overlap_rows += [{**ident, **row} for row in rows]
             if len(saved) < n_saved_maps:
-                saved.append(SavedMaps(name, ident["label"], ident["pred"], compared, mask.numpy()))
+                rgb = display_frames(clips[i], tuple(mask.shape))
+                saved.append(
+                    SavedMaps(name, ident["label"], ident["pred"], compared, mask.numpy(), rgb)
+                )
     all_probs = torch.cat(probs) if probs else torch.zeros(0, num_classes)
     all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
     classification = classification_metrics(all_probs, all_labels, num_classes)
@@ -304,3 +321,8 @@ def write_saved_maps(
                     },
                 )
             write_masks(group, "mask", item.mask, {"what": "diver mask of the evaluated frames"})
+            if item.rgb is not None:
+                write_frames_dataset(
+                    group, "rgb", item.rgb,
+                    {"what": "model input frames (T, H, W, 3) uint8, min-max scaled over the clip"},
+                )  # fmt: skip

@@ -6,7 +6,6 @@ missing and which files would fill it, instead of failing.
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import subprocess
@@ -18,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from flowguide.report import collect, figures, tables
+from flowguide.report import benchmark, collect, figures, tables
+from flowguide.report.render import render_html, render_markdown
 from flowguide.utils.atomic import atomic_path, atomic_write_text
+from flowguide.utils.failures import FlowguideError
 
 log = logging.getLogger("flowguide")
 
@@ -30,6 +31,10 @@ REPORT_DEFAULTS: dict[str, Any] = {
     "cam_frames": 4,
     "max_failure_rows": 200,  # the page lists at most this many; tables/failures.csv has all
     "decimals": 4,
+    "n_boot": 2000,  # bootstrap replicates of the summary's intervals
+    # Other results folders (one per SynthDive data seed, `make benchmark`) whose runs the
+    # summary pools with this folder's, each (data seed, training seed) one bootstrap unit.
+    "pool": [],
     # Figure 4.2 renderer: "inspect" runs `flowguide inspect` (the one gallery renderer) and
     # falls back to the report's own, saying so; "report" uses the report's own directly.
     "gallery_renderer": "inspect",
@@ -108,6 +113,46 @@ class ReportBuilder:
 
     # --- sections --------------------------------------------------------------------------
 
+    def summary_section(self, runs: pd.DataFrame) -> Section:
+        """The answer first: the benchmark table with intervals and chance, one sentence per run."""
+        section = Section("Summary: right for the right reasons? (SynthDive benchmark)")
+        # This results folder, then the data-seed folders pooled in (report option "pool").
+        frames = [benchmark.per_clip(runs, benchmark.load_clips(self.results))] if len(runs) else []
+        for folder in map(Path, self.options["pool"]):
+            if not (folder / "eval").is_dir():
+                raise FlowguideError(f"report pool folder {folder} has no eval/ results")
+            frames.append(
+                benchmark.per_clip(collect.load_runs(folder), benchmark.load_clips(folder))
+            )
+        frames = [f for f in frames if len(f)]
+        clip_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if clip_rows.empty:
+            section.missing.append(
+                "no SynthDive run to score: needs results/eval/*/T*/predictions.csv and "
+                "results/synthdive/clips.csv (the benchmark needs the planted cue)"
+            )
+            return section
+        k = benchmark.num_classes_of(clip_rows)
+        table = self.table(
+            "benchmark", benchmark.benchmark_table(clip_rows, self.options["n_boot"])
+        )
+        section.text += benchmark.sentences(table, k)
+        section.tables.append(
+            (
+                f"Benchmark: mean [95% interval]; {benchmark.chance_text(k)}",
+                benchmark.display_table(table, k),
+            )
+        )
+        image = self.figure(
+            "benchmark", benchmark.benchmark_figure(table, k, self.fig_path("benchmark"))
+        )
+        if image:
+            section.images.append(("Accuracies with 95% intervals; dashed line: chance", image))
+        counts = self.table("test_design", benchmark.design_counts(clip_rows, k))
+        section.tables.append(("Test split: clips per class and cue agreement", counts))
+        section.text.append(benchmark.BOOTSTRAP_TEXT.format(n_boot=self.options["n_boot"]))
+        return section
+
     def accuracy_section(self, runs: pd.DataFrame) -> Section:
         section = Section("Accuracy by method and T (Table 5.1, Figure 5.1)")
         accuracy = self.table("accuracy", tables.accuracy_table(runs))
@@ -173,8 +218,14 @@ class ReportBuilder:
         return section
 
     def cam_figures(self, runs: pd.DataFrame, section: Section) -> None:
+        # vanilla first (the baseline every guided method's maps are compared with), then
+        # main runs before sweeps, highest T first.
         candidates = (
-            runs.sort_values(["is_sweep", "T"], ascending=[True, False]) if len(runs) else runs
+            runs.assign(_other=runs["method"] != "vanilla").sort_values(
+                ["_other", "is_sweep", "T"], ascending=[True, True, False]
+            )
+            if len(runs)
+            else runs
         )
         shown = 0
         for _, run in candidates.iterrows():
@@ -386,6 +437,7 @@ class ReportBuilder:
         runs = collect.load_runs(self.results)
         self.table("runs", runs.drop(columns=["params"]) if len(runs) else runs)
         sections = [
+            self.summary_section(runs),
             self.accuracy_section(runs),
             self.complexity_section(runs),
             self.cost_section(runs),
@@ -426,66 +478,3 @@ def inspect_gallery(results: Path, video: pd.Series, png: Path) -> str | None:
 
 def _head(table: pd.DataFrame, rows: int) -> pd.DataFrame:
     return table.head(rows)
-
-
-def _formatted(table: pd.DataFrame, decimals: int) -> pd.DataFrame:
-    """Numbers rounded for reading; missing values as '-'."""
-
-    def cell(value: Any) -> str:
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.{decimals}f}"
-        return str(value)
-
-    return table.apply(lambda column: column.map(cell)) if len(table) else table.astype(str)
-
-
-TITLE = "flowguide report"
-
-
-def render_markdown(sections: list[Section], decimals: int = 4) -> str:
-    lines = [f"# {TITLE}", ""]
-    for section in sections:
-        lines += [f"## {section.title}", ""]
-        for text in section.text:
-            lines += [text, ""]
-        for caption, table in section.tables:
-            lines += [
-                f"**{caption}**",
-                "",
-                _formatted(table, decimals).to_markdown(index=False, disable_numparse=True),
-                "",
-            ]
-        for caption, image in section.images:
-            lines += [f"![{caption}]({image})", "", f"*{caption}*", ""]
-        for missing in section.missing:
-            lines += [f"> Missing: {missing}", ""]
-    return "\n".join(lines)
-
-
-def render_html(sections: list[Section], decimals: int = 4) -> str:
-    parts = [
-        "<!DOCTYPE html>",
-        "<html><head><meta charset='utf-8'>",
-        f"<title>{TITLE}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-        ".missing{color:#a40}img{max-width:100%}</style>",
-        "</head><body>",
-        f"<h1>{TITLE}</h1>",
-    ]
-    for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        parts += [f"<p>{html.escape(text)}</p>" for text in section.text]
-        for caption, table in section.tables:
-            parts.append(f"<h3>{html.escape(caption)}</h3>")
-            parts.append(_formatted(table, decimals).to_html(index=False, escape=True, border=0))
-        for caption, image in section.images:
-            parts.append(
-                f"<figure><img src='{html.escape(image)}' alt='{html.escape(caption)}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        parts += [f"<p class='missing'>Missing: {html.escape(m)}</p>" for m in section.missing]
-    parts.append("</body></html>")
-    return "\n".join(parts)

@@ -14,13 +14,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder, e.g. results/report")
     p.add_argument("--options", type=json_options, default={}, help="config 'report' section")
+    p.add_argument(
+        "--pool",
+        nargs="*",
+        default=[],
+        help="more results folders (other SynthDive data seeds) pooled into the summary",
+    )
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from flowguide.report.build import build_report
 
-    report = build_report(args.results, args.out, args.options)
+    options = dict(args.options)
+    if args.pool:
+        options["pool"] = list(options.get("pool", [])) + list(args.pool)
+    report = build_report(args.results, args.out, options)
     missing = sum(len(s.missing) for s in report.sections)
     print(
         f"report: {args.out}/index.html: {len(report.tables_written)} tables, "

@@ -56,7 +56,7 @@ def run_row(doc: dict[str, Any], path: Path) -> dict[str, Any]:
         "method": doc.get("base_method") or doc["method"],
         "T": int(doc["T"]),
         "params": params,
-        "is_sweep": bool(params),
+        "is_sweep": bool(set(params) - {"seed"}),  # a training seed is a replicate, not a sweep
         "top1": _number(doc["top1"]),
         "mean_class_accuracy": _number(doc.get("mean_class_accuracy")),
         "n_clips": doc.get("n_clips"),

@@ -142,7 +142,12 @@ def cam_vs_mask(
             return None
         group = find_video_group(fh, clips[0])
         mask = read_mask_dataset(group["mask"])
-        maps = {name: group[name][()].astype(np.float32) for name in group if name != "mask"}
+        rgb = group["rgb"][()] if "rgb" in group else None
+        maps = {
+            name: group[name][()].astype(np.float32)
+            for name in group
+            if name not in ("mask", "rgb")
+        }
         threshold = float(fh.attrs.get("threshold", 0.5))
         label, pred = group.attrs.get("label"), group.attrs.get("pred")
     frames = np.linspace(0, len(mask) - 1, min(n_frames, len(mask))).round().astype(int)
@@ -153,7 +158,14 @@ def cam_vs_mask(
     for r, (name, volume) in enumerate(rows):
         for c, f in enumerate(frames):
             ax = axes[r, c]
-            ax.imshow(volume[f], cmap="gray" if name == "mask" else "jet", vmin=0, vmax=1)
+            if rgb is not None:  # maps drawn over the model's input frames
+                ax.imshow(rgb[f])
+                ax.imshow(
+                    volume[f], cmap="gray" if name == "mask" else "jet", vmin=0, vmax=1,
+                    alpha=0.45,
+                )  # fmt: skip
+            else:
+                ax.imshow(volume[f], cmap="gray" if name == "mask" else "jet", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

@@ -121,6 +121,8 @@ def rrr_sweep_table(runs: pd.DataFrame) -> pd.DataFrame:
     if sweeps.empty:
         return pd.DataFrame(columns=["run", "method", "T", "accuracy_pct"])
     table = sweeps[sweeps["method"].str.startswith("rrr_")].dropna(axis=1, how="all").copy()
+    if table.empty:  # sweeps of other methods only
+        return pd.DataFrame(columns=["run", "method", "T", "accuracy_pct"])
     table["accuracy_pct"] = 100.0 * table["top1"]
     keep = ["run", "method", "T"] + [c for c in table if c.startswith("param_")] + ["accuracy_pct"]
     return table[keep].reset_index(drop=True)

@@ -74,6 +74,9 @@ class Method:
     randaugment: ClassVar[bool] = False
     needs_input_grad: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    # "main": the dataset's training split; "no_cue": SynthDive's twin training split whose cue
+    # is independent of the label (the workflow builds it; see workflow/rules/data.smk).
+    training_set: ClassVar[str] = "main"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         options = dict(options or {})
@@ -158,12 +161,27 @@ def needs_masks(name: str) -> bool:
     return method_class(name).needs_masks
 
 
+def training_set(name: str) -> str:
+    """For the Snakefile: which training split the method reads ("main" or "no_cue")."""
+    return method_class(name).training_set
+
+
 # --- the methods of issue 5 ------------------------------------------------------------------
 
 
 @register_method
 class Vanilla(Method):
     name = "vanilla"
+
+
+@register_method
+class NoCue(Vanilla):
+    """The confounder-off control (SynthDive only): vanilla training on the same dives, whose
+    planted cue is independent of the label in train as in test. It shows what the model can
+    learn from the diver alone, the ceiling a method that ignores the cue can reach."""
+
+    name = "no_cue"
+    training_set = "no_cue"
 
 
 @register_method
