@@ -242,7 +242,8 @@ GPU_RULES = ("flow", "segment", "train", "evaluate", "explain")
 def check_cluster_requests():
     """Under the SLURM executor, refuse requests (GPUs, memory, CPUs) no node can satisfy,
     once, before submitting: sbatch's refusal would count as a failed job and be retried.
-    Called when the run starts: the executor is not known while the Snakefile is parsed."""
+    Called when the run starts: the executor is not known while the Snakefile is parsed.
+    """
     plugin = workflow.executor_plugin
     if plugin is None or plugin.name != "slurm":
         return
