@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from flowguide.config import validate_config
+from flowguide.config import load_config, validate_config
 from flowguide.data.diving48 import DatasetLayout, read_split, read_vocab
 from flowguide.data.synthdive import (
     CLIPS_FILE,
@@ -36,6 +36,7 @@ from flowguide.data.synthdive_render import (
     render_background,
     render_diver,
     render_frame,
+    score_bug_boxes,
     water_rows,
     world_to_pixel,
 )
@@ -309,6 +310,54 @@ def test_scoreboard_shows_the_cue_colour(tiny_set):
                     # After compression the panel is still nearest to its class's colour.
                     distance = np.abs(palette - decoded[t, y, x]).sum(axis=1)
                     assert np.argmin(distance) == cue_class(opts, split, index)
+
+
+def _always_seen(size: int, short_min: int, short_max: int, crop: int) -> tuple[float, float]:
+    """The interval of an axis of ``size`` px (in frame pixels) that every training crop keeps:
+    resize so the short side is s in [short_min, short_max], then any crop offset in [0, n - crop]
+    keeps [n - crop, crop) of the resized n = size * s / short_side px; written out by hand."""
+    lo, hi = 0.0, float(size)
+    for s in range(short_min, short_max + 1):
+        n = size * s / 72.0
+        lo, hi = max(lo, (n - crop) * 72.0 / s), min(hi, crop * 72.0 / s)
+    return lo, hi
+
+
+def test_score_bug_lies_inside_every_crop_of_the_default_demo():
+    """The cue must be visible to the model: the demo's random train crops and centre eval crop
+    all contain the whole score bug (a confounder the model cannot see is no confounder)."""
+    config = load_config(Path(__file__).parents[1] / "config.yaml")
+    synth, tf = config["synth"], config["train"]["transform"]
+    width, height = synth["width"], synth["height"]
+    assert height == 72  # _always_seen's resize factor is written for the demo's 96x72
+    x_lo, x_hi = _always_seen(width, tf["short_side_min"], tf["short_side_max"], tf["crop"])
+    y_lo, y_hi = _always_seen(height, tf["short_side_min"], tf["short_side_max"], tf["crop"])
+    # The eval crop: short side eval_short_side, centre crop eval_crop.
+    f = tf["eval_short_side"] / height
+    ex = (width * f - tf["eval_crop"]) / 2 / f
+    ey = (height * f - tf["eval_crop"]) / 2 / f
+    for x0, y0, x1, y1 in score_bug_boxes(width, height):
+        assert x_lo <= x0 and x1 <= x_hi and y_lo <= y0 and y1 <= y_hi
+        assert ex <= x0 and x1 <= width - ex and ey <= y0 and y1 <= height - ey
+        assert (x1 - x0) * (y1 - y0) >= 30  # big enough to survive a 56 px resize
+
+
+def test_score_bug_shows_the_cue_and_hides_the_diver(tiny_set):
+    root, opts = tiny_set
+    palette = np.array(CUE_PALETTE[: opts.num_classes], float)
+    for split in ("train", "test"):
+        for index, name in enumerate(_names(opts, split)):
+            spec = clip_spec(opts, split, index)
+            cue = cue_class(opts, split, index)
+            decoded = read_video(root / "rgb" / f"{name}.mp4").astype(float)
+            for t in range(opts.frames):
+                frame, mask = render_frame(spec, t)
+                for x0, y0, x1, y1 in score_bug_boxes(opts.width, opts.height):
+                    assert not mask[y0:y1, x0:x1].any()
+                    assert np.array_equal(frame[y0, x0], cue_colour(cue))
+                    y, x = (y0 + y1) // 2, (x0 + x1 - 1) // 2
+                    distance = np.abs(palette - decoded[t, y, x]).sum(axis=1)
+                    assert np.argmin(distance) == cue
 
 
 # --- the camera -----------------------------------------------------------------------------------

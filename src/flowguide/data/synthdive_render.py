@@ -529,6 +529,36 @@ def _water(spec: ClipSpec, t: int) -> np.ndarray:
     return water
 
 
+# The broadcast score bug: a strip of panels fixed on the screen (fractions of width, height)
+# that repeats the scoreboard's cue. The world scoreboard leaves the frame as the camera follows
+# the diver, and a 56 px crop of a 96x72 frame cuts the frame's sides away, so a cue only in the
+# world could be invisible to the model. The strip lies where every training crop (short side up
+# to 62, random 56 px crop) and the centre eval crop see it (tests/test_synthdive.py).
+SCORE_BUG = (0.35, 0.11, 0.65, 0.2)
+SCORE_BUG_PANELS = 4
+
+
+def score_bug_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Pixel boxes (x0, y0, x1, y1), end exclusive, of the score bug's panels."""
+    x0, y0 = round(SCORE_BUG[0] * width), round(SCORE_BUG[1] * height)
+    x1, y1 = round(SCORE_BUG[2] * width), round(SCORE_BUG[3] * height)
+    edges = np.linspace(x0, x1, SCORE_BUG_PANELS + 1).round().astype(int)
+    return [(int(a), y0, int(b), y1) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _paint_score_bug(spec: ClipSpec, frame: np.ndarray, mask: np.ndarray | None) -> None:
+    """Draw the score bug over the frame (and diver); the true mask loses what it hides."""
+    boxes = score_bug_boxes(spec.width, spec.height)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        fill = realism.panel_fill(
+            spec.cue_kind, spec.cue, k, len(boxes), spec.cue_rgb, y1 - y0, x1 - x0 - 1
+        )
+        frame[y0:y1, x0:x1] = (25, 25, 30)  # a dark separator column on the right
+        frame[y0:y1, x0 : x1 - 1] = np.clip(fill, 0, 255)
+        if mask is not None:
+            mask[y0:y1, x0:x1] = False
+
+
 def render_background(spec: ClipSpec, t: int) -> np.ndarray:
     """(H, W, 3) uint8: the scene without the diver, seen by the camera at frame ``t``."""
     cu, cv = camera_path(spec)[t]
@@ -545,6 +575,7 @@ def render_background(spec: ClipSpec, t: int) -> np.ndarray:
     below = water_rows(spec, t)
     if below.any():
         frame[below] = np.clip(_water(spec, t), 0, 255).astype(np.uint8)
+    _paint_score_bug(spec, frame, None)  # on the screen, not in the world
     return frame
 
 
@@ -553,13 +584,14 @@ def render_frame(spec: ClipSpec, t: int) -> tuple[np.ndarray, np.ndarray]:
     frame = render_background(spec, t)
     layer, mask = render_diver(spec, t)
     frame = np.where(mask[..., None], layer, frame)
+    mask = mask.copy()
+    _paint_score_bug(spec, frame, mask)
     if spec.occluder:  # drawn over the diver; the true mask is what the camera sees
         u0, v0, u1, v1 = realism.occluder_box(spec.board_height)
         (x0, y0), (x1, y1) = world_to_pixel(spec, t, np.array([[u0, v0], [u1, v1]]))
         xs = slice(max(0, round(x0)), max(0, round(x1)))
         ys = slice(max(0, round(y0)), max(0, round(y1)))
         frame[ys, xs] = (92, 88, 84)
-        mask = mask.copy()
         mask[ys, xs] = False
     return frame, mask
 
