@@ -99,9 +99,9 @@ def test_stage_option_relabels_and_says_so(tmp_path):
     with h5py.File(tmp_path / "cFalse.h5") as off, h5py.File(tmp_path / "cTrue.h5") as on:
         assert not off.attrs["sequence_matching"] and on.attrs["sequence_matching"]
         assert on.attrs["label_values"] == SEQUENCE_LABEL_VALUES
-        assert on["v"]["labels"].attrs["value"] == SEQUENCE_LABEL_VALUES
-        ranked = off["v"]["labels"][()]
-        scores = off["v"]["scores"][()]
+        assert on["videos/v/labels"].attrs["value"] == SEQUENCE_LABEL_VALUES
+        ranked = off["videos/v/labels"][()]
+        scores = off["videos/v/scores"][()]
         stored = flow.astype(np.float16).astype(np.float32)  # as the stage reads it
         expected, _ = match_sequence(ranked, scores, stored, used.astype(np.int64))
-        np.testing.assert_array_equal(on["v"]["labels"][()], expected)
+        np.testing.assert_array_equal(on["videos/v/labels"][()], expected)
