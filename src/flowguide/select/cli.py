@@ -60,6 +60,8 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def _stability(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from flowguide.select.stability import OVERALL, mask_stability, write_stability
     from flowguide.utils.failures import FlowguideError
 
@@ -67,7 +69,7 @@ def _stability(args: argparse.Namespace) -> int:
         raise FlowguideError("mask-stability: give one --flow shard per --masks shard")
     table = mask_stability(list(zip(args.masks, args.flow, strict=True)), args.truth)
     write_stability(table, args.out)
-    with __import__("pandas").option_context("display.width", 160):
+    with pd.option_context("display.width", 160):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"mask-stability: {(table['vid_name'] != OVERALL).sum()} videos -> {args.out}")
     return 0

@@ -72,7 +72,7 @@ def select_video(
 
     if flow_path is None:
         raise FlowguideError("select.rule 'tracked' needs the flow shard (--flow)")
-    flow, used_gap = read_flow(flow_path, group.name.lstrip("/"))
+    flow, used_gap = read_flow(flow_path, group.name.rsplit("/", 1)[-1])
     params = TrackParams(center_fraction, num_layers, **options.get("tracked", {}))
     track = track_masks(labels, flow, used_gap, params)
     return track.masks, track.chosen, track.confidence, track.bridged
