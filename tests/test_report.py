@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from flowguide.evaluate.evaluation import SavedMaps, write_saved_maps
-from flowguide.report import figures
+from flowguide.report import galleries
 from flowguide.report.build import build_report
 from flowguide.utils.failures import write_failures
 from flowguide.utils.flowviz import flow_to_color
@@ -334,25 +334,25 @@ def test_explain_section_says_which_run_explained_nothing(results: Path):
 
 def test_explain_gallery_reads_the_first_clip_and_the_eval_mask(results: Path):
     folder = results / "explain" / "rrr_ogl" / "T16"
-    clip = figures.first_explained_clip(folder / "maps.h5")
+    clip = galleries.first_explained_clip(folder / "maps.h5")
     assert clip.vid_name == EXPLAIN_VIDEOS[0] and clip.frame_indices == EXPLAIN_FRAMES
     assert (clip.label, clip.target) == (0, 0)
     for name, volume in explain_maps(clip.vid_name).items():
         np.testing.assert_array_equal(clip.maps[name], volume.astype(np.float32))
     cams = results / "eval" / "rrr_ogl" / "T16" / "cams.h5"
-    mask = figures.eval_clip_mask(cams, clip.vid_name, clip.shape)
+    mask = galleries.eval_clip_mask(cams, clip.vid_name, clip.shape)
     expected = np.zeros((4, 8, 8), bool)
     expected[:, 2:6, 2:6] = True
     np.testing.assert_array_equal(mask, expected)
-    assert figures.eval_clip_mask(cams, clip.vid_name, (4, 16, 16)) is None  # other geometry
-    assert figures.eval_clip_mask(cams, "clip_b", clip.shape) is None  # not in cams.h5
+    assert galleries.eval_clip_mask(cams, clip.vid_name, (4, 16, 16)) is None  # other geometry
+    assert galleries.eval_clip_mask(cams, "clip_b", clip.shape) is None  # not in cams.h5
     # Scalings: min-max over the clip, and signed maps by their largest magnitude.
     volume = clip.maps["occlusion"]
-    scaled = figures.minmax_clip(volume)
+    scaled = galleries.minmax_clip(volume)
     assert scaled.min() == 0 and scaled.max() == 1
     np.testing.assert_allclose(scaled, (volume - volume.min()) / (volume.max() - volume.min()))
-    np.testing.assert_allclose(figures.signed_clip(volume), volume / np.abs(volume).max())
-    assert figures.map_order(sorted(clip.maps)) == list(EXPLAIN_ROWS)
+    np.testing.assert_allclose(galleries.signed_clip(volume), volume / np.abs(volume).max())
+    assert galleries.map_order(sorted(clip.maps)) == list(EXPLAIN_ROWS)
 
 
 def test_mask_gallery_draws_flow_with_the_shared_visualiser(results: Path, monkeypatch):
@@ -362,7 +362,7 @@ def test_mask_gallery_draws_flow_with_the_shared_visualiser(results: Path, monke
         drawn.append(flow)
         return flow_to_color(flow)
 
-    monkeypatch.setattr(figures, "flow_to_color", recording)
+    monkeypatch.setattr(galleries, "flow_to_color", recording)
     report = build_report(results, results / "report", {"gallery_renderer": "report"})
     assert "gallery_v0" in report.figures_written
     # 4 frames of 4 -> gaps 0..3, the last clamped to the shard's last gap (3 gaps).
@@ -370,13 +370,13 @@ def test_mask_gallery_draws_flow_with_the_shared_visualiser(results: Path, monke
     assert len(drawn) == 4
     for got, want in zip(drawn, expected, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert not hasattr(figures, "flow_to_rgb")  # one flow visualiser in the project
+    assert not hasattr(galleries, "flow_to_rgb")  # one flow visualiser in the project
 
 
 def test_candidate_colours_and_relative_video_paths(tmp_path: Path):
     labels = np.array([[0, 1, 2], [10, 11, 0]])
-    rgb = figures.label_colors(labels)
-    tab10 = np.array(figures.plt.get_cmap("tab10").colors)
+    rgb = galleries.label_colors(labels)
+    tab10 = np.array(galleries.plt.get_cmap("tab10").colors)
     np.testing.assert_array_equal(rgb[0, 0], [0, 0, 0])  # no candidate: black
     np.testing.assert_allclose(rgb[0, 1], tab10[0])  # id 1 = best candidate
     np.testing.assert_allclose(rgb[1, 0], tab10[9])
@@ -385,8 +385,8 @@ def test_candidate_colours_and_relative_video_paths(tmp_path: Path):
     video.parent.mkdir(parents=True)
     video.write_bytes(b"")
     results = tmp_path / "work" / "results"
-    assert figures.video_path(results, "results/synthdive/rgb/v.mp4") == video
-    assert figures.video_path(results, "elsewhere/v.mp4") == Path("elsewhere/v.mp4")
+    assert galleries.video_path(results, "results/synthdive/rgb/v.mp4") == video
+    assert galleries.video_path(results, "elsewhere/v.mp4") == Path("elsewhere/v.mp4")
 
 
 def test_failures_table_tells_warnings_from_failures(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from flowguide.report.build import Section
+    from flowguide.report.section import Section
 
 
 def _formatted(table: pd.DataFrame, decimals: int) -> pd.DataFrame:
