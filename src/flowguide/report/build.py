@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from flowguide.report import benchmark, collect, figures, tables
+from flowguide.report import benchmark, collect, compute, figures, tables
 from flowguide.report.figure_sections import FigureSections
 from flowguide.report.render import render_html, render_markdown
 from flowguide.report.section import Report, Section, first_rows
@@ -31,6 +31,7 @@ REPORT_DEFAULTS: dict[str, Any] = {
     "max_failure_rows": 200,  # the page lists at most this many; tables/failures.csv has all
     "decimals": 4,
     "n_boot": 2000,  # bootstrap replicates of the summary's intervals
+    "gpu_tflops": 10.0,  # assumed sustained throughput of one GPU for the estimated GPU time
     # Other results folders (one per SynthDive data seed, `make benchmark`) whose runs the
     # summary pools with this folder's, each (data seed, training seed) one bootstrap unit.
     "pool": [],
@@ -114,6 +115,44 @@ class ReportBuilder(FigureSections):
         counts = self.table("test_design", benchmark.design_counts(clip_rows, k))
         section.tables.append(("Test split: clips per class and cue agreement", counts))
         section.text.append(benchmark.BOOTSTRAP_TEXT.format(n_boot=self.options["n_boot"]))
+        return section
+
+    def compute_section(self, runs: pd.DataFrame) -> Section:
+        """Measured CPU and wall time per stage (Snakemake's benchmark files), of this folder
+        and the pooled ones, and the one-GPU estimate (labelled as such)."""
+        section = Section("Compute cost: measured on this machine, estimated for one GPU")
+        folders = [self.results, *map(Path, self.options["pool"])]
+        jobs = {folder.as_posix(): compute.load_job_times(folder) for folder in folders}
+        times = self.table("compute_time", compute.time_table(jobs))
+        if times.empty:
+            section.missing.append("no Snakemake benchmark files (results/logs/benchmarks/**.tsv)")
+            return section
+        section.text.append(compute.COMPUTE_TEXT)
+        section.tables.append(("Measured: seconds per stage, summed over the folders", times))
+        tflops = float(self.options["gpu_tflops"])
+        estimates = []
+        for folder in folders:
+            folder_runs = runs if folder == self.results else collect.load_runs(folder)
+            estimate = compute.gpu_estimate(folder_runs, jobs[folder.as_posix()], tflops)
+            estimates.append(estimate.assign(results=folder.name))
+        estimate = self.table("gpu_estimate", pd.concat(estimates, ignore_index=True))
+        total, speedup = compute.one_gpu_total(times, estimate)
+        if estimate.empty or pd.isna(total):
+            section.missing.append("no training run with gflops and training cost to estimate from")
+            return section
+        section.text.append(
+            compute.GPU_TEXT.format(
+                flops_per_mac=compute.FLOPS_PER_MAC,
+                passes=compute.TRAIN_PASS_FACTOR,
+                tflops=tflops,
+                speedup=speedup,
+            )
+        )
+        section.text.append(
+            f"Estimated one-GPU serial time: {total:.0f} s ({total / 60:.1f} min), against "
+            f"{times['wall_s'].iloc[-1]:.0f} s measured here (serial, summed over jobs)."
+        )
+        section.tables.append(("Estimated (not measured): GPU seconds per training run", estimate))
         return section
 
     def accuracy_section(self, runs: pd.DataFrame) -> Section:
@@ -237,6 +276,7 @@ class ReportBuilder(FigureSections):
             self.sweep_section(runs),
             self.cue_section(runs),
             self.mask_section(),
+            self.compute_section(runs),
             self.failures_section(),
         ]
         decimals = self.options["decimals"]

@@ -31,6 +31,15 @@ def _report(args: argparse.Namespace) -> int:
         options["pool"] = list(options.get("pool", [])) + list(args.pool)
     report = build_report(args.results, args.out, options)
     missing = sum(len(s.missing) for s in report.sections)
+    if "compute_time" in report.tables_written:  # the measured cost, for the closing note
+        import pandas as pd
+
+        for row in pd.read_csv(report.tables_written["compute_time"]).itertuples():
+            elapsed = "" if pd.isna(row.elapsed_s) else f" elapsed_s {row.elapsed_s:.0f}"
+            print(
+                f"time {row.stage}: jobs {row.jobs} wall_s {row.wall_s:.0f} "
+                f"cpu_s {row.cpu_s:.0f}{elapsed}"
+            )
     print(
         f"report: {args.out}/index.html: {len(report.tables_written)} tables, "
         f"{len(report.figures_written)} figures, {missing} missing items"
