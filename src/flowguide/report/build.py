@@ -149,10 +149,11 @@ class ReportBuilder(FigureSections):
             )
         )
         section.text.append(
-            f"Estimated one-GPU serial time: {total:.0f} s ({total / 60:.1f} min), against "
-            f"{times['wall_s'].iloc[-1]:.0f} s measured here (serial, summed over jobs)."
+            f"Estimated one-GPU serial time, lower bound: {total:.0f} s ({total / 60:.1f} min), "
+            f"against {times['wall_s'].iloc[-1]:.0f} s measured here (serial, summed over jobs)."
         )
-        section.tables.append(("Estimated (not measured): GPU seconds per training run", estimate))
+        caption = "Estimated (not measured): FLOP-bound GPU seconds per training run"
+        section.tables.append((caption, estimate))
         return section
 
     def accuracy_section(self, runs: pd.DataFrame) -> Section:

@@ -38,13 +38,14 @@ COMPUTE_TEXT = (
     "separate DAGs run one after the other: their elapsed times add up."
 )
 GPU_TEXT = (
-    "Estimated, not measured: training FLOPs = GMACs per clip (fvcore, evaluation input) x "
-    "{flops_per_mac} x {passes} (forward and backward) x clips seen in training (epochs x clips "
-    "per epoch), at an assumed sustained {tflops:g} TFLOP/s (report option gpu_tflops). The "
-    "one-GPU total keeps the CPU stages (synth, flow, segment, select, ...) as measured and "
-    "divides the GPU stages (train, evaluate, explain) by the training speed-up so estimated "
-    "({speedup:.0f}x). A FLOP count is a lower bound for models this small: per-step overheads "
-    "and data loading, not FLOPs, bound them on a GPU."
+    "Estimated, not measured, and a lower bound: training FLOPs = GMACs per clip (fvcore, "
+    "evaluation input) x {flops_per_mac} x {passes} (forward and backward) x clips seen in "
+    "training (epochs x clips per epoch), at an assumed sustained {tflops:g} TFLOP/s (report "
+    "option gpu_tflops). The one-GPU total keeps the CPU stages (synth, flow, segment, select, "
+    "...) as measured and divides the GPU stages (train, evaluate, explain) by the training "
+    "speed-up so estimated ({speedup:.0f}x). Models this small are bound on a GPU by per-step "
+    "overheads and by data loading on the CPU, not by FLOPs, so the real time lies above this "
+    "bound; the CPU stages set the floor."
 )
 
 
