@@ -18,7 +18,8 @@ SYNTH = {
 }  # fmt: skip
 TRAIN = {
     "epochs": 10, "batch_size": 4, "loader_batch_size": 4, "num_workers": 0, "lr": 0.01,
-    "schedule": "constant", "warmup": {"batches": 4, "start_lr": 0.001}, "tensorboard": False,
+    "lr_schedule": "constant", "warmup": {"batches": 4, "start_lr": 0.001}, "tensorboard": False,
+    "clip_set": "own",  # no mask shards here: the control reads no masks
     "model": {"depth": 18, "stem_width": 16, "dropout": 0.0, "kinetics": False},
     "transform": {"short_side_min": 56, "short_side_max": 60, "crop": 56,
                   "eval_short_side": 56, "eval_crop": 56},

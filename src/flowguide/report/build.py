@@ -164,12 +164,16 @@ class ReportBuilder(FigureSections):
             section.missing.append("no evaluation run: results/eval/{method}/T{T}/metrics.json")
             return section
         section.text.append("Test-split top-1 accuracy; '-' = that (method, T) did not run.")
-        section.tables.append(("Table 5.1: top-1 accuracy, methods by T", accuracy))
+        chance = tables.chance_level(runs)
+        caption = "Table 5.1: top-1 accuracy, methods by T" + tables.chance_caption(chance)
+        section.tables.append((caption, accuracy))
         image = self.figure(
-            "accuracy_vs_t", figures.accuracy_vs_t(complexity, self.fig_path("accuracy_vs_t"))
+            "accuracy_vs_t",
+            figures.accuracy_vs_t(complexity, self.fig_path("accuracy_vs_t"), chance),
         )
         if image:
-            section.images.append(("Figure 5.1: accuracy against T", image))
+            dashed = "; dashed line: chance" if chance is not None else ""
+            section.images.append((f"Figure 5.1: accuracy against T{dashed}", image))
         return section
 
     def complexity_section(self, runs: pd.DataFrame) -> Section:
@@ -177,7 +181,9 @@ class ReportBuilder(FigureSections):
         complexity = tables.complexity_table(runs)
         image = self.figure(
             "accuracy_vs_gflops",
-            figures.accuracy_vs_gflops(complexity, self.fig_path("accuracy_vs_gflops")),
+            figures.accuracy_vs_gflops(
+                complexity, self.fig_path("accuracy_vs_gflops"), tables.chance_level(runs)
+            ),
         )
         if image is None:
             section.missing.append("no run recorded gflops in its metrics.json")
@@ -186,7 +192,10 @@ class ReportBuilder(FigureSections):
             "GFLOPs from fvcore, which counts one multiply-add as one flop "
             "(giga multiply-adds of one clip at the evaluation input size)."
         )
-        section.tables.append(("Accuracy, GFLOPs and parameters", complexity))
+        caption = "Accuracy, GFLOPs and parameters" + tables.chance_caption(
+            tables.chance_level(runs)
+        )
+        section.tables.append((caption, complexity))
         section.images.append(("Figure 5.4: accuracy against GFLOPs", image))
         return section
 
@@ -240,7 +249,8 @@ class ReportBuilder(FigureSections):
             "vs clips where it does not; gap = the difference; follows_cue = share "
             "of disagreeing clips predicted as the cue's class."
         )
-        section.tables.append(("Accuracy by cue agreement", cue))
+        caption = "Accuracy by cue agreement" + tables.chance_caption(tables.chance_level(runs))
+        section.tables.append((caption, cue))
         return section
 
     def failures_section(self) -> Section:

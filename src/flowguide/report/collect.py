@@ -31,6 +31,7 @@ RUN_COLUMNS = [
     "top1",
     "mean_class_accuracy",
     "n_clips",
+    "num_classes",
     "gflops",
     "params_count",
     "hours_per_epoch",
@@ -60,6 +61,7 @@ def run_row(doc: dict[str, Any], path: Path) -> dict[str, Any]:
         "top1": _number(doc["top1"]),
         "mean_class_accuracy": _number(doc.get("mean_class_accuracy")),
         "n_clips": doc.get("n_clips"),
+        "num_classes": doc.get("num_classes"),  # chance = 1 / num_classes in tables and plots
         "gflops": _number(doc.get("gflops")),
         "params_count": _number(doc.get("params_count")),
         "hours_per_epoch": _number(cost.get("hours_per_epoch")),

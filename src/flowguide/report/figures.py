@@ -58,8 +58,15 @@ def method_styles(n: int) -> list[dict]:
     ]
 
 
-def accuracy_vs_t(complexity: pd.DataFrame, path: str | os.PathLike) -> Path | None:
-    """Figure 5.1: top-1 accuracy against T, one line per method."""
+def _chance_line(ax: plt.Axes, chance: float | None) -> None:
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=1, label=f"chance ({chance:.2f})")
+
+
+def accuracy_vs_t(
+    complexity: pd.DataFrame, path: str | os.PathLike, chance: float | None = None
+) -> Path | None:
+    """Figure 5.1: top-1 accuracy against T, one line per method; dashed: chance."""
     if complexity.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -67,6 +74,7 @@ def accuracy_vs_t(complexity: pd.DataFrame, path: str | os.PathLike) -> Path | N
     for method, style in zip(methods, method_styles(len(methods)), strict=True):
         part = complexity[complexity["method"] == method].sort_values("T")
         ax.plot(part["T"], part["top1"], label=display_name(method), **style)
+    _chance_line(ax, chance)
     ts = sorted(complexity["T"].unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts, [str(t) for t in ts])
@@ -78,8 +86,11 @@ def accuracy_vs_t(complexity: pd.DataFrame, path: str | os.PathLike) -> Path | N
     return _save(fig, path)
 
 
-def accuracy_vs_gflops(complexity: pd.DataFrame, path: str | os.PathLike) -> Path | None:
-    """Figure 5.4: accuracy against GFLOPs (multiply-adds per clip), points labelled with T."""
+def accuracy_vs_gflops(
+    complexity: pd.DataFrame, path: str | os.PathLike, chance: float | None = None
+) -> Path | None:
+    """Figure 5.4: accuracy against GFLOPs (multiply-adds per clip), points labelled with T;
+    dashed: chance."""
     data = complexity.dropna(subset=["gflops", "top1"])
     if data.empty:
         return None
@@ -88,6 +99,7 @@ def accuracy_vs_gflops(complexity: pd.DataFrame, path: str | os.PathLike) -> Pat
     for method, style in zip(methods, method_styles(len(methods)), strict=True):
         part = data[data["method"] == method].sort_values("gflops")
         ax.plot(part["gflops"], part["top1"], label=display_name(method), **style)
+    _chance_line(ax, chance)
     # One label per point: methods that share a point would print the same text on top of itself.
     for (gflops, top1), part in data.groupby(["gflops", "top1"]):
         ts = ",".join(str(t) for t in sorted(part["T"].unique()))

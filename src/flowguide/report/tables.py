@@ -260,3 +260,16 @@ def explain_compare_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     wide = wide.reindex(index=explainers, columns=labels)
     wide.columns.name = None
     return wide.reset_index()
+
+
+def chance_level(runs: pd.DataFrame) -> float | None:
+    """Top-1 chance (1 / classes) when every run has the same class count; None otherwise."""
+    if runs.empty or "num_classes" not in runs:
+        return None
+    counts = pd.to_numeric(runs["num_classes"], errors="coerce").dropna().unique()
+    return 1.0 / float(counts[0]) if len(counts) == 1 and counts[0] > 0 else None
+
+
+def chance_caption(chance: float | None) -> str:
+    """'; chance 0.25' for a table caption ('' when the class count is unknown or varies)."""
+    return "" if chance is None else f"; chance {chance:.2f}"
