@@ -11,17 +11,20 @@ import torch
 from flowguide.data.manifest import run_manifest
 from flowguide.data.synthdive import generate_dataset, synth_options
 
+# The demo's recipe (config.yaml: 4 classes, 32 training clips per class, 24 frames, 30 epochs
+# of cosine-decayed lr 0.02) on another data seed. A 2-class, 10-epoch version was cheaper but
+# not reliable: 15, 12 and 11 of 16 test clips on data seeds 11-13.
 SYNTH = {
-    "seed": 11, "num_classes": 2, "clips_per_class_train": 16, "clips_per_class_test": 8,
-    "frames": 16, "width": 96, "height": 72, "diver_scale": 1.6, "background_contrast": 0.1,
-    "confounder": {"train_p": None},
+    "seed": 11, "num_classes": 4, "clips_per_class_train": 32, "clips_per_class_test": 8,
+    "frames": 24, "width": 96, "height": 72, "qscale": 6, "diver_scale": 1.6,
+    "background_contrast": 0.1, "confounder": {"train_p": None},
 }  # fmt: skip
 TRAIN = {
-    "epochs": 10, "batch_size": 4, "loader_batch_size": 4, "num_workers": 0, "lr": 0.01,
-    "lr_schedule": "constant", "warmup": {"batches": 4, "start_lr": 0.001}, "tensorboard": False,
+    "epochs": 30, "batch_size": 4, "loader_batch_size": 4, "num_workers": 0, "lr": 0.02,
+    "lr_schedule": "cosine", "warmup": {"batches": 4, "start_lr": 0.002}, "tensorboard": False,
     "clip_set": "own",  # no mask shards here: the control reads no masks
     "model": {"depth": 18, "stem_width": 16, "dropout": 0.0, "kinetics": False},
-    "transform": {"short_side_min": 56, "short_side_max": 60, "crop": 56,
+    "transform": {"short_side_min": 56, "short_side_max": 62, "crop": 56,
                   "eval_short_side": 56, "eval_crop": 56},
 }  # fmt: skip
 
@@ -50,6 +53,6 @@ def test_no_cue_control_learns_clearly_above_chance(tmp_path):
         correct += int((pred == labels).sum())
         total += len(labels)
     clips = pd.read_csv(data / "clips.csv")
-    assert total == int((clips["split"] == "test").sum()) == 16
-    # Chance is 0.5 (2 classes); 13 of 16 has probability < 0.011 under guessing.
-    assert correct / total >= 0.8, json.dumps({"correct": correct, "total": total})
+    assert total == int((clips["split"] == "test").sum()) == 32
+    # Chance is 0.25 (4 classes); 20 of 32 (0.625) has probability < 1e-5 under guessing.
+    assert correct / total >= 0.625, json.dumps({"correct": correct, "total": total})
