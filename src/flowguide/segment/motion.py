@@ -38,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flowguide.segment.overlay import drop_overlays, overlay_map
 from flowguide.segment.refine import RefineParams, accumulate, refine_frame
 
 GRID_POINTS_PER_SIDE = 40  # ~1600 flow vectors per fit: plenty for 6 (or 8) parameters
@@ -62,6 +63,8 @@ class MotionParams:
     flow_gate: float = 0.5
     photometric_check: bool = True
     carry_frames: int = 0
+    overlay_fraction: float = 0.5
+    overlay_tolerance: float = 10.0
     refine: RefineParams = field(default_factory=RefineParams)
 
     def __post_init__(self) -> None:
@@ -76,7 +79,12 @@ class MotionParams:
 
     @property
     def needs_rgb(self) -> bool:
-        return self.cue != "flow" or self.photometric_check or self.refine.enabled
+        return (
+            self.cue != "flow"
+            or self.photometric_check
+            or self.refine.enabled
+            or self.overlay_fraction < 1
+        )
 
 
 def grid_points(height: int, width: int, per_side: int = GRID_POINTS_PER_SIDE) -> np.ndarray:
@@ -432,6 +440,9 @@ def segment_video_motion(
             for t in range(n_frames)
         ]  # fmt: skip
     candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]
+    if rgb is not None and params.overlay_fraction < 1:
+        overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
+        candidates = [drop_overlays(m, s, overlay, params.overlay_fraction) for m, s in candidates]
     if params.carry_frames > 0:
         candidates = carry_candidates(candidates, matrices, gaps, params.carry_frames)
     return candidates
