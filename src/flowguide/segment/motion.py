@@ -315,6 +315,11 @@ def segment_video_motion(
         mask, score = frame_evidence(flow_res, colour, params)
         moving.append(clean_mask(mask, params))
         evidence.append(score)
+    # The overlay map reads the residual itself (before refinement grows regions into the
+    # screen-static background).
+    overlay = None
+    if rgb is not None and params.overlay_fraction < 1:
+        overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
     if params.refine.enabled:
         moving = [
             refine_frame(
@@ -325,8 +330,7 @@ def segment_video_motion(
             for t in range(n_frames)
         ]  # fmt: skip
     candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]
-    if rgb is not None and params.overlay_fraction < 1:
-        overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
+    if overlay is not None:
         candidates = [drop_overlays(m, s, overlay, params.overlay_fraction) for m, s in candidates]
     if params.carry_frames > 0:
         candidates = carry_candidates(candidates, matrices, gaps, params.carry_frames)
