@@ -401,3 +401,30 @@ def test_motion_chain_quality_on_more_synthdive_clips(tmp_path):
     synth = {**DEMO_SYNTH, "seed": 1, "clips_per_class_train": 3, "clips_per_class_test": 2}
     table, _ = synthdive_chain_quality(tmp_path, synth, {})
     assert table.iloc[-1]["mean_iou"] >= 0.6, table.to_string()
+
+
+def test_motion_backend_drops_a_screen_fixed_overlay_under_a_panning_camera():
+    """A score bug fixed on the screen moves against the panned scene; it must not become a
+    candidate, while the object that moves in the scene stays one."""
+    from flowguide.segment.motion import segment_video_motion
+
+    frames, truth = panning_clip(n_frames=12, seed=3, pan=(3, 1), speed=(2, -1))
+    overlay = np.zeros(truth.shape[1:], bool)
+    overlay[58:68, 34:62] = True  # in the central band, away from the object's path
+    assert not (truth & overlay).any()
+    frames[:, 58:68, 34:48] = (240, 200, 20)  # two saturated panels, as a score bug
+    frames[:, 58:68, 48:62] = (30, 60, 230)
+    flow, used = dis_flow(frames)
+
+    def on_overlay(params):
+        cands = segment_video_motion(flow, used, len(frames), params, frames)
+        hits = [(m & overlay).sum() / m.sum() >= 0.5 for masks, _ in cands for m in masks]
+        objects = [max((((m & tr).sum() / (m | tr).sum()) for m in masks), default=0.0)
+                   for (masks, _), tr in zip(cands, truth, strict=True)]  # fmt: skip
+        return sum(hits), float(np.mean(objects))
+
+    hits_off, object_off = on_overlay(MotionParams(overlay_fraction=1.0))
+    hits_on, object_on = on_overlay(MotionParams())
+    assert hits_off >= len(frames) // 2  # without the filter the bug is a candidate
+    assert hits_on == 0
+    assert object_on > 0 and object_on >= object_off - 1e-9  # the object's candidates stay

@@ -73,7 +73,7 @@ class MotionParams:
     photometric_check: bool = True
     carry_frames: int = 0
     overlay_fraction: float = 0.5
-    overlay_tolerance: float = 10.0
+    overlay_tolerance: float = 25.0
     refine: RefineParams = field(default_factory=RefineParams)
 
     def __post_init__(self) -> None:
