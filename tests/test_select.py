@@ -203,3 +203,17 @@ def test_mask_quality_matches_hand_computed_iou(tmp_path):
     )
     assert rc == 0
     assert pd.read_csv(out)["mean_iou"].iloc[0] == pytest.approx((1 / 3 + 1) / 3)
+
+
+def test_mask_info_without_a_video_lists_every_video_of_the_shard(tmp_path):
+    """``flowguide mask-stability`` lists a shard's videos this way; with the /videos layout it
+    once returned the group name ``videos`` and measured nothing."""
+    from flowguide.utils.masks import read_mask_info
+
+    labels = np.zeros((3, 6, 9), np.uint8)
+    labels[:, 2:4, 3:6] = 1
+    write_candidates(tmp_path / "c.h5", {"v1": labels, "v2": labels[:2]}, start_frame=4)
+    run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {})
+    info = read_mask_info(tmp_path / "m.h5")
+    assert sorted(info) == ["v1", "v2"]
+    assert info["v1"]["start_frame"] == 4 and info["v2"]["n_frames"] == 2

@@ -1,5 +1,8 @@
 """Weight-free motion layers: camera motion fitted to the flow, residual motion, components.
 
+The camera model lives in ``segment/camera.py``, the removal of screen-fixed overlays (score
+bugs, logos) in ``segment/overlay.py``, the optional refinement in ``segment/refine.py``.
+
 Per frame, for every gap, a global camera model (affine or homography) is fitted robustly
 (RANSAC) to flow vectors sampled on a grid. With the RGB frames at hand
 (``photometric_check``), each model is checked against a global phase-correlation translation
@@ -38,9 +41,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from flowguide.segment.camera import (
+    camera_chain,
+    camera_flow,
+    check_cameras,
+    fit_cameras,
+    warp_to_frame,
+)
+from flowguide.segment.overlay import drop_overlays, overlay_map
 from flowguide.segment.refine import RefineParams, accumulate, refine_frame
 
-GRID_POINTS_PER_SIDE = 40  # ~1600 flow vectors per fit: plenty for 6 (or 8) parameters
 MAD_TO_SIGMA = 1.4826
 CUES = ("flow", "color", "flow_and_color")
 
@@ -62,6 +72,8 @@ class MotionParams:
     flow_gate: float = 0.5
     photometric_check: bool = True
     carry_frames: int = 0
+    overlay_fraction: float = 0.5
+    overlay_tolerance: float = 25.0
     refine: RefineParams = field(default_factory=RefineParams)
 
     def __post_init__(self) -> None:
@@ -76,50 +88,12 @@ class MotionParams:
 
     @property
     def needs_rgb(self) -> bool:
-        return self.cue != "flow" or self.photometric_check or self.refine.enabled
-
-
-def grid_points(height: int, width: int, per_side: int = GRID_POINTS_PER_SIDE) -> np.ndarray:
-    """(N, 2) float32 pixel positions (x, y) on a regular grid covering the frame."""
-    ys = np.linspace(0, height - 1, min(per_side, height)).round().astype(np.int64)
-    xs = np.linspace(0, width - 1, min(per_side, width)).round().astype(np.int64)
-    gx, gy = np.meshgrid(np.unique(xs), np.unique(ys))
-    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-
-
-def fit_camera(flow: np.ndarray, params: MotionParams) -> np.ndarray:
-    """3x3 matrix mapping frame-t pixels to their camera-only position in the target frame."""
-    height, width = flow.shape[1:]
-    src = grid_points(height, width)
-    xi, yi = src[:, 0].astype(np.int64), src[:, 1].astype(np.int64)
-    dst = src + np.stack([flow[0, yi, xi], flow[1, yi, xi]], axis=1)
-    matrix = None
-    if params.camera_model == "homography":
-        matrix, _ = cv2.findHomography(src, dst, cv2.RANSAC, params.ransac_threshold)
-    else:
-        affine, _ = cv2.estimateAffine2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=params.ransac_threshold
+        return (
+            self.cue != "flow"
+            or self.photometric_check
+            or self.refine.enabled
+            or self.overlay_fraction < 1
         )
-        if affine is not None:
-            matrix = np.vstack([affine, [0.0, 0.0, 1.0]])
-    if matrix is None:  # degenerate field (e.g. all-zero flow): the median translation
-        matrix = np.eye(3)
-        matrix[:2, 2] = np.median(dst - src, axis=0)
-    return matrix
-
-
-def fit_cameras(flows: np.ndarray, params: MotionParams) -> list[np.ndarray]:
-    """The camera model of each of a frame's (G, 2, H, W) flows."""
-    return [fit_camera(np.nan_to_num(f.astype(np.float32)), params) for f in flows]
-
-
-def camera_flow(matrix: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(2, H, W) flow that the camera model alone produces."""
-    gy, gx = np.mgrid[0:height, 0:width].astype(np.float64)
-    pts = np.stack([gx, gy, np.ones_like(gx)])
-    moved = np.tensordot(matrix, pts, axes=1)
-    moved = moved[:2] / np.where(np.abs(moved[2:]) < 1e-9, 1e-9, moved[2:])
-    return (moved - pts[:2]).astype(np.float32)
 
 
 def residual_magnitude(
@@ -199,36 +173,6 @@ def segment_frame_motion(
 # --- the camera-compensated colour difference ----------------------------------------------------
 
 
-def neighbour_matrix(
-    matrices: list[list[np.ndarray]], used_gap: np.ndarray, t: int, s: int
-) -> np.ndarray | None:
-    """Camera model mapping frame-t pixels to frame s: the one fitted on t's flow to s, or the
-    inverse of the one fitted on s's flow to t; None when neither flow was computed."""
-    for j, gap in enumerate(used_gap[t]):
-        if t + int(gap) == s:
-            return matrices[t][j]
-    for j, gap in enumerate(used_gap[s]):
-        if s + int(gap) == t:
-            return np.linalg.inv(matrices[s][j])
-    return None
-
-
-def warp_to_frame(image: np.ndarray, matrix: np.ndarray, nearest: bool = False) -> np.ndarray:
-    """``image`` of frame s resampled at ``matrix`` @ (x, y, 1) for every pixel of frame t
-    (matrix maps t to s); pixels falling outside it are NaN (0 for masks)."""
-    height, width = image.shape[:2]
-    if nearest:
-        return cv2.warpPerspective(
-            image.astype(np.uint8), matrix, (width, height),
-            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0,
-        ).astype(bool)  # fmt: skip
-    return cv2.warpPerspective(
-        image.astype(np.float32), matrix, (width, height),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(np.nan, np.nan, np.nan, np.nan),
-    )  # fmt: skip
-
-
 def colour_residual(
     rgb: np.ndarray,
     matrices: list[list[np.ndarray]],
@@ -305,61 +249,10 @@ def frame_evidence(
     return (colour_unit > 1) & (flow_unit > params.flow_gate), colour_unit
 
 
-def _median_colour_error(frame: np.ndarray, other: np.ndarray, matrix: np.ndarray) -> float:
-    diff = np.abs(frame - warp_to_frame(other, matrix)).max(axis=2)
-    valid = np.isfinite(diff)
-    return float(np.median(diff[valid])) if valid.mean() > 0.25 else np.inf
-
-
-def phase_translation(frame: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """3x3 translation from frame t to ``other`` by phase correlation of the grey images: a
-    global estimate that does not depend on the flow."""
-    grey = [cv2.cvtColor(f.astype(np.float32), cv2.COLOR_RGB2GRAY) for f in (frame, other)]
-    window = cv2.createHanningWindow(grey[0].shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(grey[0], grey[1], window)
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
-
-
-def check_cameras(
-    rgb: np.ndarray, matrices: list[list[np.ndarray]], used_gap: np.ndarray
-) -> list[list[np.ndarray]]:
-    """Photometric check of each fitted camera model: where the flow failed (fast camera
-    motion beyond the flow's range), a global phase-correlation translation aligns the two
-    frames better; the model with the lower median colour error is kept."""
-    rgb = rgb.astype(np.float32)
-    checked = []
-    for t, (frame_matrices, gaps) in enumerate(zip(matrices, used_gap, strict=True)):
-        row = []
-        for matrix, gap in zip(frame_matrices, gaps, strict=True):
-            s = t + int(gap)
-            if not 0 <= s < len(rgb):
-                row.append(matrix)
-                continue
-            options = [matrix, phase_translation(rgb[t], rgb[s])]
-            errors = [_median_colour_error(rgb[t], rgb[s], m) for m in options]
-            row.append(options[int(np.argmin(errors))])
-        checked.append(row)
-    return checked
-
-
 # --- the video-level chain ------------------------------------------------------------------
 
 
 Candidates = tuple[np.ndarray, np.ndarray]
-
-
-def camera_chain(
-    matrices: list[list[np.ndarray]], used_gap: np.ndarray, t: int, s: int
-) -> np.ndarray | None:
-    """Camera model mapping frame-t pixels to frame s, composed over consecutive frames."""
-    total = np.eye(3)
-    step = 1 if s > t else -1
-    for a in range(t, s, step):
-        matrix = neighbour_matrix(matrices, used_gap, a, a + step)
-        if matrix is None:
-            return None
-        total = matrix @ total
-    return total
 
 
 def carry_candidates(
@@ -422,6 +315,11 @@ def segment_video_motion(
         mask, score = frame_evidence(flow_res, colour, params)
         moving.append(clean_mask(mask, params))
         evidence.append(score)
+    # The overlay map reads the residual itself (before refinement grows regions into the
+    # screen-static background).
+    overlay = None
+    if rgb is not None and params.overlay_fraction < 1:
+        overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
     if params.refine.enabled:
         moving = [
             refine_frame(
@@ -432,6 +330,8 @@ def segment_video_motion(
             for t in range(n_frames)
         ]  # fmt: skip
     candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]
+    if overlay is not None:
+        candidates = [drop_overlays(m, s, overlay, params.overlay_fraction) for m, s in candidates]
     if params.carry_frames > 0:
         candidates = carry_candidates(candidates, matrices, gaps, params.carry_frames)
     return candidates

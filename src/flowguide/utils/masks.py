@@ -19,6 +19,7 @@ import numpy as np
 
 from flowguide.utils.h5 import (
     ShardError,
+    iter_video_groups,
     mask_frame_shape,
     read_mask_dataset,
     read_mask_rows,
@@ -76,7 +77,7 @@ def read_mask_info(shard_path: str | os.PathLike, vid_name: str | None = None) -
     with read_shard(shard_path) as fh:
         if vid_name is not None:
             return decode_attrs(video_group(fh, vid_name, shard_path))
-        return {k: decode_attrs(v) for k, v in fh.items() if isinstance(v, h5py.Group)}
+        return {k: decode_attrs(v) for k, v in iter_video_groups(fh, shard_path)}
 
 
 def read_video_masks(
