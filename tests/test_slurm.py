@@ -2,7 +2,8 @@
 tests/slurm/start.sh (packages: tests/slurm/install.sh), and the repository's `slurm` profile.
 
 Skipped, with the reason, where SLURM is not installed or the test does not run as root (the
-daemons and the munge key need it); CI (`.ci/run`) installs and starts it. Every wait is bounded
+daemons and the munge key need it); CI (`.ci/slurm`) installs it and sets FLOWGUIDE_REQUIRE_SLURM=1,
+which turns that skip into a failure. Every wait is bounded
 and the module stops the cluster it started.
 """
 
@@ -57,6 +58,8 @@ def _why_not() -> str | None:
 @pytest.fixture(scope="module")
 def cluster():
     reason = _why_not()
+    if reason and os.environ.get("FLOWGUIDE_REQUIRE_SLURM") == "1":
+        pytest.fail(f"FLOWGUIDE_REQUIRE_SLURM=1 (CI, .ci/slurm) but {reason}")
     if reason:
         pytest.skip(reason)
     already_up = subprocess.run(
