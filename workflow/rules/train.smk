@@ -46,4 +46,4 @@ rule train:
         ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" --gpus $FLOWGUIDE_TRAIN_GPUS'
         " --num-workers $FLOWGUIDE_NUM_WORKERS --tensorboard $FLOWGUIDE_TENSORBOARD"
         " --prefetch-factor $FLOWGUIDE_PREFETCH_FACTOR --cudnn-benchmark $FLOWGUIDE_CUDNN_BENCHMARK"
-        " 2>&1 | tee {log:q} | sed -un '/^train [^ ]* T=[0-9]*: /p' >&2"
+        " 2>&1 | tee {log:q} | sed -un '\\%^train [^ ]* T=[0-9]*: %p' >&2"
