@@ -230,7 +230,10 @@ def test_unsatisfiable_gpu_request_fails_once_naming_it(slurm_dir) -> None:
     workdir, _ = slurm_dir
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["cluster"]["rules"]["train"]["gpus"] = 4  # the node has 2
-    config["train"]["lr"] = 0.07  # train is out of date: it would be submitted
+    # A valid config otherwise (batch 8 = 4 processes x loader batch 2), so that the node check,
+    # not the config's batch check, is what refuses it; train is out of date (lr): it would be
+    # submitted.
+    config["train"].update(batch_size=8, lr=0.07)
     write_config(workdir, config)
     first = last_job_id()
     output = run_slurm(workdir, ok=False)
