@@ -33,3 +33,26 @@ def test_a_request_no_node_can_satisfy_names_its_key() -> None:
         check_requests({"flow": {"gpus": 0, "mem_mb": 16000, "cpus_per_task": 1}}, node, None)
     with pytest.raises(FlowguideError, match=r"a100 GPUs.*or change cluster\.gpu_model"):
         check_requests({"train": {"gpus": 3, "mem_mb": 1, "cpus_per_task": 1}}, node, "a100")
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("0", "1 skipped"), ("1", "1 error")])
+def test_the_real_slurm_test_skips_without_slurm_unless_ci_requires_it(
+    tmp_path, required: str, outcome: str
+) -> None:
+    """tests/test_slurm.py where no SLURM command is on PATH: skipped with its reason, but a
+    failure under FLOWGUIDE_REQUIRE_SLURM=1 (.ci/slurm), so CI cannot pass by skipping it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "PATH": str(tmp_path), "FLOWGUIDE_REQUIRE_SLURM": required}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rsf", "--runslow", "-p", "no:cacheprovider",
+         str(tests / "test_slurm.py"), "-k", "declared_resources"],
+        cwd=tests.parent, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert outcome in proc.stdout, proc.stdout[-3000:]
+    assert (proc.returncode == 0) == (required == "0")  # CI's step fails on the error
+    assert "SLURM is not installed here (missing munged" in proc.stdout

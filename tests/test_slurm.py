@@ -2,7 +2,8 @@
 tests/slurm/start.sh (packages: tests/slurm/install.sh), and the repository's `slurm` profile.
 
 Skipped, with the reason, where SLURM is not installed or the test does not run as root (the
-daemons and the munge key need it); CI (`.ci/run`) installs and starts it. Every wait is bounded
+daemons and the munge key need it); CI (`.ci/slurm`) installs it and sets FLOWGUIDE_REQUIRE_SLURM=1,
+which turns that skip into a failure. Every wait is bounded
 and the module stops the cluster it started.
 """
 
@@ -57,6 +58,8 @@ def _why_not() -> str | None:
 @pytest.fixture(scope="module")
 def cluster():
     reason = _why_not()
+    if reason and os.environ.get("FLOWGUIDE_REQUIRE_SLURM") == "1":
+        pytest.fail(f"FLOWGUIDE_REQUIRE_SLURM=1 (CI, .ci/slurm) but {reason}")
     if reason:
         pytest.skip(reason)
     already_up = subprocess.run(
@@ -227,7 +230,10 @@ def test_unsatisfiable_gpu_request_fails_once_naming_it(slurm_dir) -> None:
     workdir, _ = slurm_dir
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["cluster"]["rules"]["train"]["gpus"] = 4  # the node has 2
-    config["train"]["lr"] = 0.07  # train is out of date: it would be submitted
+    # A valid config otherwise (batch 8 = 4 processes x loader batch 2), so that the node check,
+    # not the config's batch check, is what refuses it; train is out of date (lr): it would be
+    # submitted.
+    config["train"].update(batch_size=8, lr=0.07)
     write_config(workdir, config)
     first = last_job_id()
     output = run_slurm(workdir, ok=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -261,12 +262,12 @@ def test_registry_errors_and_switches():
     assert METHODS["kinetics"].init == "kinetics" and METHODS["vanilla"].init == "random"
 
 
-def test_cli_trains_and_writes_the_rule_outputs(dataset, tmp_path):
+def test_cli_trains_and_writes_the_rule_outputs(dataset, tmp_path, capfd):
     from flowguide.cli import main
 
     manifest, masks = dataset
     out = tmp_path / "train" / "vanilla" / "T4"
-    options = json.dumps({**TINY, "epochs": 1})
+    options = json.dumps({**TINY, "epochs": 2})
     argv = [
         "train",
         "--manifest",
@@ -286,6 +287,16 @@ def test_cli_trains_and_writes_the_rule_outputs(dataset, tmp_path):
     ]
     assert main(argv) == 0
     assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "metrics.csv", "timing.json"}
+    # One progress line per epoch on stderr (the train rule passes these to the terminal), with
+    # the loss metrics.csv records for that epoch.
+    progress = re.findall(
+        r"^train vanilla T=4: epoch (\d+)/2 loss ([\d.]+) accuracy [\d.]+ \(\d+ s\)$",
+        capfd.readouterr().err,
+        flags=re.M,
+    )
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert [int(e) for e, _ in progress] == [1, 2] == metrics["epoch"].tolist()
+    assert [float(x) for _, x in progress] == pytest.approx(metrics["loss"].tolist(), abs=1e-4)
     assert main([*argv[:6], "nope", *argv[7:]]) == 2  # unknown method: a clear error, exit 2
 
 

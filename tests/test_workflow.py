@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,11 +71,14 @@ def jobs_run(output: str) -> dict[str, int]:
     return counts
 
 
+FIRST_RUN: dict[str, str] = {}  # the whole DAG's snakemake output (workflow_dir)
+
+
 @pytest.fixture(scope="module")
 def workflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     write_config(workdir, TINY)
-    output = snakemake(workdir)
+    output = FIRST_RUN["output"] = snakemake(workdir)
     ran = jobs_run(output)
     assert ran["flow"] == ran["segment"] == ran["select"] == 3  # train0000/0001, test0000
     assert ran["train"] == 2 and ran["evaluate"] == 2 and ran["explain"] == 1
@@ -94,6 +98,27 @@ def test_whole_dag_writes_every_stage(workflow_dir: Path) -> None:
     assert (
         workflow_dir / "results" / "logs" / "benchmarks" / "train" / "vanilla" / "T4.tsv"
     ).is_file()
+
+
+def test_training_progress_reaches_the_terminal_and_the_log(workflow_dir: Path) -> None:
+    """Each training job's per-epoch line is in Snakemake's own output, not only in its log."""
+    for run in TINY["train"]["methods"]:
+        line = re.search(rf"^train {run} T=4: epoch 1/1 loss [\d.]+ .*$", FIRST_RUN["output"], re.M)
+        assert line, FIRST_RUN["output"][-3000:]
+        log = workflow_dir / "results" / "logs" / "train" / run / "T4.log"
+        assert line[0] in log.read_text().splitlines()
+
+
+def test_evaluate_progress_bar_total_counts_its_steps(workflow_dir: Path) -> None:
+    """The evaluate bar (tqdm, in the rule's log) ends full: its total is in batches, as its
+    steps are. 4 test clips in batches of 4 (flowguide.evaluate.wiring.EVAL_BATCH): 1 batch."""
+    manifest = pd.read_csv(workflow_dir / "results" / "manifest.csv")
+    batches = -(-int((manifest["split"] == "test").sum()) // 4)
+    for run in TINY["train"]["methods"]:
+        log = (workflow_dir / "results" / "logs" / "evaluate" / run / "T4.log").read_text()
+        bars = re.findall(r"evaluate: +\d+%\|[^|]*\| (\d+)/(\d+) \[", log)
+        assert bars, log[-2000:]
+        assert bars[-1] == (str(batches), str(batches)), bars
 
 
 def test_second_run_does_nothing(workflow_dir: Path) -> None:
@@ -128,6 +153,8 @@ EXECUTION_SETTINGS = [
     (("fail_fast",), True),
     (("train", "num_workers"), 1),
     (("train", "tensorboard"), False),
+    (("train", "prefetch_factor"), 4),
+    (("train", "cudnn_benchmark"), True),
     (("cluster", "rules", "train", "gpus"), 2),  # TINY: batch 4 = 2 processes x loader 2
 ]
 
@@ -156,17 +183,23 @@ def test_execution_settings_reach_the_job(workflow_dir: Path, tmp_path: Path) ->
     """The settings the parameters no longer carry still arrive: a forced training job logs
     the new ones and writes no TensorBoard files once tensorboard is off."""
     first = (workflow_dir / "results" / "logs" / "train" / "vanilla" / "T4.log").read_text()
-    assert "train: device auto, 1 process(es), num_workers 0, tensorboard True" in first
+    assert (
+        "train: device auto, 1 process(es), num_workers 0, tensorboard True, "
+        "prefetch_factor 2, cudnn_benchmark False" in first
+    )
     workdir = scratch_copy(workflow_dir, tmp_path)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config.update(device="cpu")
-    config["train"].update(num_workers=1, tensorboard=False)
+    config["train"].update(num_workers=1, tensorboard=False, prefetch_factor=3)
     write_config(workdir, config)
     run_dir = workdir / "results" / "train" / "vanilla" / "T4"
     shutil.rmtree(run_dir / "tensorboard")
     snakemake(workdir, "--forcerun", "train", "--until", "train")
     log = (workdir / "results" / "logs" / "train" / "vanilla" / "T4.log").read_text()
-    assert "train: device cpu, 1 process(es), num_workers 1, tensorboard False" in log
+    assert (
+        "train: device cpu, 1 process(es), num_workers 1, tensorboard False, "
+        "prefetch_factor 3, cudnn_benchmark False" in log
+    )
     assert not (run_dir / "tensorboard").exists()
 
 

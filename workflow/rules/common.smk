@@ -105,7 +105,16 @@ def run_options(run, T):
     another (method, T), reruns nothing that exists, and without the execution settings
     (execution.smk)."""
     method, params = parse_run_name(run)
-    not_options = ("methods", "T", "sweeps", "seeds", "num_workers", "tensorboard")
+    not_options = (
+        "methods",
+        "T",
+        "sweeps",
+        "seeds",
+        "num_workers",
+        "tensorboard",
+        "prefetch_factor",
+        "cudnn_benchmark",
+    )
     train = {k: v for k, v in config["train"].items() if k not in not_options}
     train = resolve_loader_batch_size(train, method, int(T))
     if "seed" in params:  # a training seed, not a method option

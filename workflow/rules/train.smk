@@ -4,6 +4,9 @@
 # Outputs: the final checkpoint (model, optimiser, scheduler, RNG and method state, metrics),
 # per-epoch metrics.csv, timing.json. A killed or requeued job keeps <out>/last.pt (not an
 # output, so Snakemake leaves it) and the rerun resumes from it.
+# The job's whole output goes to its log; its per-epoch progress lines ("train <run> T=<T>: epoch
+# i/N loss ... (s)", flowguide.train.outputs.progress_line) and the final summary are also passed
+# to Snakemake's terminal (locally; under SLURM, to the job's SLURM log).
 
 
 TRAIN_DIR = f"{RESULTS}/train/{{run}}/T{{T}}"
@@ -42,4 +45,5 @@ rule train:
         " --method {params.method} --T {wildcards.T} --out-dir {params.out_dir:q}"
         ' --options {params.options:q} --device "$FLOWGUIDE_DEVICE" --gpus $FLOWGUIDE_TRAIN_GPUS'
         " --num-workers $FLOWGUIDE_NUM_WORKERS --tensorboard $FLOWGUIDE_TENSORBOARD"
-        " > {log:q} 2>&1"
+        " --prefetch-factor $FLOWGUIDE_PREFETCH_FACTOR --cudnn-benchmark $FLOWGUIDE_CUDNN_BENCHMARK"
+        " 2>&1 | tee {log:q} | sed -un '\\%^train [^ ]* T=[0-9]*: %p' >&2"

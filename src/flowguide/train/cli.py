@@ -38,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write TensorBoard event files (train.tensorboard)",
     )
     p.add_argument(
+        "--prefetch-factor",
+        type=int,
+        default=None,
+        help="batches each loader worker prepares ahead (train.prefetch_factor)",
+    )
+    p.add_argument(
+        "--cudnn-benchmark",
+        choices=("true", "false"),
+        default=None,
+        help="let cuDNN pick convolution algorithms by timing them (train.cudnn_benchmark)",
+    )
+    p.add_argument(
         "--nproc",
         type=int,
         default=0,
@@ -61,6 +73,10 @@ def execution_options(args: argparse.Namespace) -> dict:
         options["num_workers"] = args.num_workers
     if args.tensorboard is not None:
         options["tensorboard"] = args.tensorboard == "true"
+    if args.prefetch_factor is not None:
+        options["prefetch_factor"] = args.prefetch_factor
+    if args.cudnn_benchmark is not None:
+        options["cudnn_benchmark"] = args.cudnn_benchmark == "true"
     return options
 
 
@@ -71,7 +87,9 @@ def _train(args: argparse.Namespace) -> int:
         print(  # the execution settings, which the job's parameters do not show
             f"train: device {args.device}, {n} process(es), "
             f"num_workers {args.options.get('num_workers', 'default')}, "
-            f"tensorboard {args.options.get('tensorboard', 'default')}",
+            f"tensorboard {args.options.get('tensorboard', 'default')}, "
+            f"prefetch_factor {args.options.get('prefetch_factor', 'default')}, "
+            f"cudnn_benchmark {args.options.get('cudnn_benchmark', 'default')}",
             flush=True,
         )
     if n > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:

@@ -51,6 +51,7 @@ import logging
 import math
 import os
 import random
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ from flowguide.train.options import (
     train_options,
     transform_spec,
 )
-from flowguide.train.outputs import tensorboard_writer, write_outputs
+from flowguide.train.outputs import progress_line, tensorboard_writer, write_outputs
 from flowguide.train.precision import Precision
 from flowguide.train.schedule import (
     LRSchedule,
@@ -320,6 +321,9 @@ def train(
             options["epochs"],
             ", ".join(f"{k2} {v:.4g}" for k2, v in row.items() if k2 != "epoch"),
         )
+        if ddp.is_main:  # one short line per epoch for the terminal (the rule shows these)
+            print(progress_line(method_name, num_samples, row, options["epochs"]),
+                  file=sys.stderr, flush=True)  # fmt: skip
         if writer is not None:
             for name, value in row.items():
                 if name != "epoch":

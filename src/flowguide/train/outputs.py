@@ -1,4 +1,5 @@
-"""A finished run's files beside the checkpoint: metrics.csv, timing.json; TensorBoard."""
+"""A finished run's files beside the checkpoint: metrics.csv, timing.json; TensorBoard; the
+per-epoch progress line."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def tensorboard_writer(out_dir: Path, options: Mapping):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
+# The train rule passes the lines that start like this from the job's output to Snakemake's
+# terminal (the full output goes to the rule's log); keep the two in step.
+PROGRESS_PREFIX = "train "
+
+
+def progress_line(method: str, T: int, row: Mapping[str, Any], epochs: int) -> str:
+    """One short line per finished epoch: which run, how far, loss, accuracy, seconds."""
+    return (
+        f"{PROGRESS_PREFIX}{method} T={T}: epoch {row['epoch']}/{epochs} "
+        f"loss {row['loss']:.4f} accuracy {row['accuracy']:.3f} ({row['seconds']:.0f} s)"
+    )
