@@ -24,9 +24,10 @@ CHECKPOINT_FORMAT = "flowguide.train/1"
 STATE_NAME = "last.pt"
 FINAL_NAME = "checkpoint.pt"
 # Options that change neither the data nor the arithmetic: a resume may differ in them.
+# channels_last and activation_checkpointing are fingerprinted: they change rounding and
+# BatchNorm statistics (README "Execution settings"), so a state trained otherwise is not resumed.
 NOT_FINGERPRINTED = (
-    "num_workers", "tensorboard", "methods", "T", "prefetch_factor", "channels_last",
-    "cudnn_benchmark", "activation_checkpointing",
+    "num_workers", "tensorboard", "methods", "T", "prefetch_factor", "cudnn_benchmark",
 )  # fmt: skip
 
 
