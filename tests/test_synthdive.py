@@ -427,6 +427,15 @@ def test_realism_knobs_change_the_render_and_keep_the_mask_exact():
     occ = clip_spec(synth_options({**base, "occluder": True}), "train", 2)
     o_frames, o_masks = render_clip_pair(occ)
     assert o_masks.sum() < masks.sum() and not (o_masks & ~masks).any()
+    # Splash: from the frame before entry on, bright spray hides diver pixels; earlier frames
+    # are untouched and no true-mask pixel lies outside the plain mask.
+    spl = clip_spec(synth_options({**base, "splash": 0.8}), "train", 2)
+    s_frames, s_masks = render_clip_pair(spl)
+    first = int(np.ceil(spl.entry_frame - 1.5))
+    assert (s_frames[:first] == frames[:first]).all() and (s_masks[:first] == masks[:first]).all()
+    assert s_masks[first:].sum() < masks[first:].sum() and not (s_masks & ~masks).any()
+    hidden = masks & ~s_masks
+    assert s_frames[hidden].min() >= 215  # the spray's white, not the diver's colours
     # Camera shake scales the same jitter draws.
     shaky = clip_spec(synth_options({**base, "camera_shake": 3.0}), "train", 2)
     assert np.allclose(shaky.jitter, 3.0 * plain.jitter)
@@ -451,6 +460,8 @@ def test_realism_knobs_change_the_render_and_keep_the_mask_exact():
         synth_options({"confounder": {"kind": "smell"}})
     with pytest.raises(FlowguideError, match="motion_blur"):
         synth_options({"motion_blur": 1.5})
+    with pytest.raises(FlowguideError, match="splash"):
+        synth_options({"splash": 2})
 
 
 def render_clip_pair(spec):

@@ -116,7 +116,7 @@ def clip_spec(opts: SynthOptions, split: str, index: int) -> ClipSpec:
         rng, dive, cue_colour(cue), opts.frames, opts.width, opts.height, opts.diver_scale,
         opts.background_contrast, opts.camera_shake, cue=cue, cue_kind=opts.confounder.kind,
         background=opts.background, motion_blur=float(opts.motion_blur),
-        occluder=bool(opts.occluder),
+        occluder=bool(opts.occluder), splash=float(opts.splash),
     )  # fmt: skip
 
 

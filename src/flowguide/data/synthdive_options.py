@@ -124,6 +124,7 @@ class SynthOptions:
     camera_shake: float = 1.0  # factor on the per-frame camera jitter
     motion_blur: float = 0.0  # 0..0.9: blend of each frame with the previous one
     occluder: bool = False  # a pillar in front of the platform end
+    splash: float = 0.0  # 0..1: entry spray height in body lengths (0 = none)
     # Which splits to render; the other's JSON is written empty. The no_cue control's dataset
     # renders only train (it is tested on the main dataset's test split).
     splits: tuple[str, ...] = SPLITS
@@ -175,6 +176,7 @@ def synth_options(options: dict[str, Any] | None) -> SynthOptions:
     _check_range("background_contrast", opts.background_contrast, 0.0, 3.0)
     _check_range("camera_shake", opts.camera_shake, 0.0, 20.0)
     _check_range("motion_blur", opts.motion_blur, 0.0, 0.9)
+    _check_range("splash", opts.splash, 0.0, 1.0)
     if opts.background not in BACKGROUNDS:
         raise FlowguideError(
             f"synth option 'background' = {opts.background!r}; one of {BACKGROUNDS}"
@@ -190,6 +192,7 @@ def synth_options(options: dict[str, Any] | None) -> SynthOptions:
         background_contrast=float(opts.background_contrast),
         camera_shake=float(opts.camera_shake),
         motion_blur=float(opts.motion_blur),
+        splash=float(opts.splash),
     )  # 25 and 25.0 must give the same files
     for key in ("width", "height"):
         if getattr(opts, key) % 2:  # the encoder's 4:2:0 chroma needs even sizes

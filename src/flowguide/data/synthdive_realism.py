@@ -9,6 +9,8 @@ Which stage each knob makes harder:
 - ``motion_blur``: smeared diver edges (masks) and weaker pose detail (classifier);
 - ``occluder``: a pillar in front of the platform end hides part of the diver at takeoff (both;
   the true mask excludes the hidden pixels);
+- ``splash``: the spray where the diver enters the water hides the legs (both; the true mask
+  excludes the hidden pixels);
 - ``qscale`` (MPEG-4 quantiser): block artefacts (both);
 - ``diver_scale`` < 1: a smaller diver (both);
 - the cue's ``train_p`` (strength) and ``kind`` (colour, texture, position): how easy the
@@ -79,6 +81,23 @@ def photo_stand(canvas: np.ndarray, texture_seed: int) -> None:
 def occluder_box(board_height: float) -> tuple[float, float, float, float]:
     """World box (u0, v0, u1, v1) of a pillar just past the platform end, in front of the diver."""
     return (0.03, -board_height - 0.15, 0.07, 0.0)
+
+
+def splash_region(
+    shape: tuple[int, int],
+    centre: tuple[float, float],
+    height: float,
+    half_width: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(H, W) bool: a spray column above the water surface at pixel ``centre`` - a half ellipse
+    ``height`` px high and ``half_width`` px wide each side, with a ragged, per-frame edge."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    dx = (xs - centre[0]) / max(half_width, 1e-6)
+    dy = (centre[1] - ys) / max(height, 1e-6)
+    radius = np.hypot(dx, dy)
+    ragged = 1.0 - 0.3 * rng.random(shape)
+    return (dy >= 0) & (radius < ragged)
 
 
 def blur_frame(frame: np.ndarray, previous: np.ndarray | None, amount: float) -> np.ndarray:

@@ -17,7 +17,13 @@ import cv2
 import numpy as np
 
 from flowguide.data import synthdive_realism as realism
-from flowguide.data.synthdive_diver import camera_path, render_diver, water_rows, world_to_pixel
+from flowguide.data.synthdive_diver import (
+    camera_path,
+    diver_state,
+    render_diver,
+    water_rows,
+    world_to_pixel,
+)
 
 # --- what a class is --------------------------------------------------------------------------
 
@@ -86,12 +92,14 @@ class ClipSpec:
     ripples: np.ndarray  # (3, 5) rows: amplitude, u freq, v freq, angular speed, phase
     background_contrast: float = 1.0  # crowd's contrast around its mean (1 = as painted)
     # Realism knobs (flowguide.data.synthdive_realism): the cue's class and how it is shown,
-    # the stand (crowd or photo), exposure smear, a pillar in front of the platform end.
+    # the stand (crowd or photo), exposure smear, a pillar in front of the platform end, the
+    # entry spray's height (body lengths).
     cue: int = -1
     cue_kind: str = "colour"
     background: str = "crowd"
     motion_blur: float = 0.0
     occluder: bool = False
+    splash: float = 0.0
 
 
 SKINS = ((224, 172, 140), (198, 140, 105), (160, 110, 80), (235, 195, 165), (120, 80, 60))
@@ -356,7 +364,25 @@ def render_frame(spec: ClipSpec, t: int) -> tuple[np.ndarray, np.ndarray]:
         ys = slice(max(0, round(y0)), max(0, round(y1)))
         frame[ys, xs] = (92, 88, 84)
         mask[ys, xs] = False
+    if spec.splash > 0:  # the entry spray, in front of the diver's legs
+        _paint_splash(spec, t, frame, mask)
     return frame, mask
+
+
+def _paint_splash(spec: ClipSpec, t: int, frame: np.ndarray, mask: np.ndarray) -> None:
+    """White spray where the diver enters the water, from half a frame before entry on."""
+    grow = min(1.0, (t - spec.entry_frame + 1.5) / 2.0)
+    if grow <= 0:
+        return
+    entry_u = diver_state(spec, spec.entry_frame).hip[0]
+    (x, y), = world_to_pixel(spec, t, np.array([[entry_u, 0.0]]))
+    rng = np.random.default_rng([spec.texture_seed, t])
+    foam = realism.splash_region(
+        (spec.height, spec.width), (x, y), spec.splash * spec.body_len * spec.height * grow,
+        0.3 * spec.body_len * spec.height * (0.6 + 0.4 * grow), rng,
+    )  # fmt: skip
+    frame[foam] = rng.uniform(215, 250, size=(int(foam.sum()), 1)).round()
+    mask[foam] = False
 
 
 def render_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
