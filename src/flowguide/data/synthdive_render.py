@@ -375,7 +375,7 @@ def _paint_splash(spec: ClipSpec, t: int, frame: np.ndarray, mask: np.ndarray) -
     if grow <= 0:
         return
     entry_u = diver_state(spec, spec.entry_frame).hip[0]
-    (x, y), = world_to_pixel(spec, t, np.array([[entry_u, 0.0]]))
+    ((x, y),) = world_to_pixel(spec, t, np.array([[entry_u, 0.0]]))
     rng = np.random.default_rng([spec.texture_seed, t])
     foam = realism.splash_region(
         (spec.height, spec.width), (x, y), spec.splash * spec.body_len * spec.height * grow,
