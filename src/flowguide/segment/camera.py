@@ -93,38 +93,120 @@ def warp_to_frame(image: np.ndarray, matrix: np.ndarray, nearest: bool = False) 
     )  # fmt: skip
 
 
-def _median_colour_error(frame: np.ndarray, other: np.ndarray, matrix: np.ndarray) -> float:
+# Pixels whose grey gradient (Sobel magnitude / 8: grey levels per pixel) is below this carry no
+# motion evidence: on a flat wall any shift aligns them, and DIS's flow there is its
+# variational fill-in, not a measurement.
+MIN_TEXTURED_PIXELS = 50
+SEARCH_TOP_SIDE = 96  # the exhaustive search runs on a pyramid level with short side <= this
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)
+
+
+def textured_pixels(grey_image: np.ndarray, min_gradient: float) -> np.ndarray:
+    """(H, W) bool: pixels whose grey gradient is at least ``min_gradient`` grey levels per
+    pixel (3x3 Sobel, whose weights sum to 8 per unit slope)."""
+    gx = cv2.Sobel(grey_image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey_image, cv2.CV_32F, 0, 1, ksize=3)
+    return np.hypot(gx, gy) / 8.0 >= min_gradient
+
+
+def textured_colour_error(
+    frame: np.ndarray, other: np.ndarray, matrix: np.ndarray, textured: np.ndarray
+) -> float:
+    """Mean colour error (max over RGB) over frame t's textured pixels after warping frame s
+    onto it; inf when fewer than half of them land inside frame s. With too few textured
+    pixels (a flat frame) all pixels count: nothing distinguishes the models then."""
     diff = np.abs(frame - warp_to_frame(other, matrix)).max(axis=2)
-    valid = np.isfinite(diff)
-    return float(np.median(diff[valid])) if valid.mean() > 0.25 else np.inf
+    pixels = textured if textured.sum() >= MIN_TEXTURED_PIXELS else np.ones_like(textured)
+    valid = np.isfinite(diff) & pixels
+    return float(diff[valid].mean()) if valid.sum() >= 0.5 * pixels.sum() else np.inf
+
+
+def _shift_error(
+    a: np.ndarray, b: np.ndarray, ys: np.ndarray, xs: np.ndarray, dx: int, dy: int
+) -> float:
+    """Mean |a - b shifted| over the points (ys, xs) of a that land inside b (inf: < half)."""
+    y2, x2 = ys + dy, xs + dx
+    inside = (y2 >= 0) & (y2 < b.shape[0]) & (x2 >= 0) & (x2 < b.shape[1])
+    if inside.sum() < 0.5 * len(ys):
+        return np.inf
+    return float(np.abs(a[ys[inside], xs[inside]] - b[y2[inside], x2[inside]]).mean())
+
+
+def _best_shift(
+    a: np.ndarray, b: np.ndarray, textured: np.ndarray, centre: tuple[int, int], radius: int
+) -> tuple[int, int]:
+    ys, xs = np.nonzero(textured)
+    best, shift = np.inf, centre
+    for dy in range(centre[1] - radius, centre[1] + radius + 1):
+        for dx in range(centre[0] - radius, centre[0] + radius + 1):
+            error = _shift_error(a, b, ys, xs, dx, dy)
+            if error < best:
+                best, shift = error, (dx, dy)
+    return shift
+
+
+def search_translation(
+    frame: np.ndarray, other: np.ndarray, max_fraction: float, min_gradient: float
+) -> np.ndarray | None:
+    """3x3 integer translation from frame t to ``other`` that minimises the mean grey error
+    over frame t's textured pixels, searched exhaustively within ``max_fraction`` of the short
+    side (on a pyramid level with short side <= SEARCH_TOP_SIDE, then refined by +-1 px per
+    finer level). A global estimate that flat pixels cannot vote for; None when the frame has
+    too few textured pixels."""
+    levels = [(grey(frame), grey(other))]
+    while min(levels[-1][0].shape) > SEARCH_TOP_SIDE:
+        levels.append((cv2.pyrDown(levels[-1][0]), cv2.pyrDown(levels[-1][1])))
+    shift = (0, 0)
+    for depth, (a, b) in enumerate(reversed(levels)):
+        textured = textured_pixels(a, min_gradient)
+        if textured.sum() < MIN_TEXTURED_PIXELS:
+            return None
+        if depth == 0:
+            radius = int(np.ceil(max_fraction * min(a.shape)))
+        else:
+            shift, radius = (2 * shift[0], 2 * shift[1]), 1
+        shift = _best_shift(a, b, textured, shift, radius)
+    return np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]], [0.0, 0.0, 1.0]])
 
 
 def phase_translation(frame: np.ndarray, other: np.ndarray) -> np.ndarray:
     """3x3 translation from frame t to ``other`` by phase correlation of the grey images: a
     global estimate that does not depend on the flow."""
-    grey = [cv2.cvtColor(f.astype(np.float32), cv2.COLOR_RGB2GRAY) for f in (frame, other)]
-    window = cv2.createHanningWindow(grey[0].shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(grey[0], grey[1], window)
+    window = cv2.createHanningWindow(frame.shape[1::-1], cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(grey(frame), grey(other), window)
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
 
 def check_cameras(
-    rgb: np.ndarray, matrices: list[list[np.ndarray]], used_gap: np.ndarray
+    rgb: np.ndarray,
+    matrices: list[list[np.ndarray]],
+    used_gap: np.ndarray,
+    search_fraction: float = 0.0,
+    min_gradient: float = 5.0,
 ) -> list[list[np.ndarray]]:
-    """Photometric check of each fitted camera model: where the flow failed (fast camera
-    motion beyond the flow's range), a global phase-correlation translation aligns the two
-    frames better; the model with the lower median colour error is kept."""
+    """Photometric check of each fitted camera model against global translations that do not
+    depend on the flow: phase correlation and, with ``search_fraction`` > 0, the exhaustive
+    search over textured pixels (where the flow failed: fast camera motion beyond its range, a
+    flat or periodic background). The model with the lower mean colour error over frame t's
+    textured pixels is kept (flat pixels align under any model and would drown the vote)."""
     rgb = rgb.astype(np.float32)
     checked = []
     for t, (frame_matrices, gaps) in enumerate(zip(matrices, used_gap, strict=True)):
         row = []
+        textured = textured_pixels(grey(rgb[t]), min_gradient)
         for matrix, gap in zip(frame_matrices, gaps, strict=True):
             s = t + int(gap)
             if not 0 <= s < len(rgb):
                 row.append(matrix)
                 continue
             options = [matrix, phase_translation(rgb[t], rgb[s])]
-            errors = [_median_colour_error(rgb[t], rgb[s], m) for m in options]
+            if search_fraction > 0:
+                found = search_translation(rgb[t], rgb[s], search_fraction, min_gradient)
+                options += [] if found is None else [found]
+            errors = [textured_colour_error(rgb[t], rgb[s], m, textured) for m in options]
             row.append(options[int(np.argmin(errors))])
         checked.append(row)
     return checked

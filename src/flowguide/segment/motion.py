@@ -71,6 +71,8 @@ class MotionParams:
     color_tolerance_px: int = 0
     flow_gate: float = 0.5
     photometric_check: bool = True
+    camera_search: float = 0.25
+    texture_gradient: float = 5.0
     carry_frames: int = 0
     overlay_fraction: float = 0.5
     overlay_tolerance: float = 25.0
@@ -302,7 +304,7 @@ def segment_video_motion(
     matrices = [fit_cameras(flow[min(t, n_flow - 1)], params) for t in range(n_frames)]
     gaps = np.asarray(used_gap)[[min(t, n_flow - 1) for t in range(n_frames)]]
     if rgb is not None and params.photometric_check:
-        matrices = check_cameras(rgb, matrices, gaps)
+        matrices = check_cameras(rgb, matrices, gaps, params.camera_search, params.texture_gradient)
     moving, evidence = [], []
     for t in range(n_frames):
         i = min(t, n_flow - 1)
