@@ -73,17 +73,16 @@ def video_rows(work: Path, shard: str, vid: str, spec, config: dict) -> list[dic
     )
     chosen = read_video_masks(work / f"{shard}.thesis.h5", vid)
     num_layers = int(config["select"].get("num_layers", 3))
-    n_labels = int(labels.max())
-    per_label = np.stack(
-        [frame_ious(labels == k, truth) for k in range(1, max(n_labels, 1) + 1)]
-    )  # (K, T); a label absent in a frame scores 0 unless the truth is empty too
-    present = np.stack([(labels == k).reshape(n_frames, -1).any(1) for k in range(1, n_labels + 1)]) if n_labels else np.zeros((1, n_frames), bool)  # fmt: skip
-    ious = np.where(present, per_label, 0.0)
-    top = ious[:num_layers].max(0)
-    every = ious.max(0)
+    n_labels = max(int(labels.max()), 1)
+    # (K, T): IoU of each label with the truth; a label absent from a frame scores 0 there
+    # (1 when the truth is empty too and no label is present: an empty choice is right then).
+    present = np.stack([(labels == k).reshape(n_frames, -1).any(1) for k in range(1, n_labels + 1)])
+    ious = np.where(
+        present, np.stack([frame_ious(labels == k, truth) for k in range(1, n_labels + 1)]), 0.0
+    )
     empty_truth = ~truth.reshape(n_frames, -1).any(1)
-    top = np.where(empty_truth & ~present[:num_layers].any(0), 1.0, top)
-    every = np.where(empty_truth & ~present.any(0), 1.0, every)
+    top = np.where(empty_truth & ~present[:num_layers].any(0), 1.0, ious[:num_layers].max(0))
+    every = np.where(empty_truth & ~present.any(0), 1.0, ious.max(0))
 
     flow, used_gap = read_flow(work / f"{shard}.flow.h5", vid)
     rgb = read_rgb(video_path, start, n_frames, (height, width))
@@ -92,6 +91,7 @@ def video_rows(work: Path, shard: str, vid: str, spec, config: dict) -> list[dic
     # A static world point moves by -(camera step) * frame height pixels (world_to_pixel).
     cam = camera_path(spec)[start : start + n_frames]
     true = -(cam[1:] - cam[:-1]) * spec.height * (height / spec.height)
+    chosen_iou = frame_ious(chosen, truth)
     rows = []
     for t in range(n_frames):
         err = speed = np.nan
@@ -100,7 +100,7 @@ def video_rows(work: Path, shard: str, vid: str, spec, config: dict) -> list[dic
             speed = float(np.hypot(*true[t]))
         rows.append(
             {
-                "vid_name": vid, "t": t, "chosen": float(frame_ious(chosen[t : t + 1], truth[t : t + 1])[0]),
+                "vid_name": vid, "t": t, "chosen": float(chosen_iou[t]),
                 "oracle_top": float(top[t]), "oracle_all": float(every[t]),
                 "camera_error": err, "camera_speed": speed,
             }
@@ -146,7 +146,8 @@ def main() -> None:
     for label, part in (("camera>=2px", table[moving]), ("camera<2px", table[~moving])):
         print(
             f"{label:12} frames {len(part):4d}  chosen {part['chosen'].mean():.3f}  "
-            f"oracle_top {part['oracle_top'].mean():.3f}  oracle_all {part['oracle_all'].mean():.3f}  "
+            f"oracle_top {part['oracle_top'].mean():.3f}  "
+            f"oracle_all {part['oracle_all'].mean():.3f}  "
             f"camera error {part['camera_error'].mean():.2f} px"
         )
 
