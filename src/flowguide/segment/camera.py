@@ -97,7 +97,10 @@ def warp_to_frame(image: np.ndarray, matrix: np.ndarray, nearest: bool = False) 
 # motion evidence: on a flat wall any shift aligns them, and DIS's flow there is its
 # variational fill-in, not a measurement.
 MIN_TEXTURED_PIXELS = 50
-SEARCH_TOP_SIDE = 96  # the exhaustive search runs on a pyramid level with short side <= this
+# The exhaustive search runs on the coarsest pyramid level whose short side is still at least
+# this (fine texture vanishes on coarser ones), then refines by +-1 px per finer level.
+SEARCH_TOP_SIDE = 96
+MAX_SEARCH_POINTS = 2000
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -124,27 +127,32 @@ def textured_colour_error(
     return float(diff[valid].mean()) if valid.sum() >= 0.5 * pixels.sum() else np.inf
 
 
-def _shift_error(
-    a: np.ndarray, b: np.ndarray, ys: np.ndarray, xs: np.ndarray, dx: int, dy: int
-) -> float:
-    """Mean |a - b shifted| over the points (ys, xs) of a that land inside b (inf: < half)."""
-    y2, x2 = ys + dy, xs + dx
-    inside = (y2 >= 0) & (y2 < b.shape[0]) & (x2 >= 0) & (x2 < b.shape[1])
-    if inside.sum() < 0.5 * len(ys):
-        return np.inf
-    return float(np.abs(a[ys[inside], xs[inside]] - b[y2[inside], x2[inside]]).mean())
-
-
 def _best_shift(
     a: np.ndarray, b: np.ndarray, textured: np.ndarray, centre: tuple[int, int], radius: int
 ) -> tuple[int, int]:
+    """The shift (dx, dy) within ``radius`` of ``centre`` minimising the mean |a - b shifted|
+    over a's textured points that land inside b (shifts keeping fewer than half are skipped)."""
     ys, xs = np.nonzero(textured)
+    if len(ys) > MAX_SEARCH_POINTS:  # an even subsample keeps the cost bounded on large frames
+        pick = np.linspace(0, len(ys) - 1, MAX_SEARCH_POINTS).round().astype(np.int64)
+        ys, xs = ys[pick], xs[pick]
+    height, width = b.shape
+    values = a[ys, xs]
+    dxs = np.arange(centre[0] - radius, centre[0] + radius + 1)
+    x2 = xs[None, :] + dxs[:, None]  # (D, N): all horizontal shifts of one row at once
+    x_inside = (x2 >= 0) & (x2 < width)
+    x2 = np.clip(x2, 0, width - 1)
     best, shift = np.inf, centre
     for dy in range(centre[1] - radius, centre[1] + radius + 1):
-        for dx in range(centre[0] - radius, centre[0] + radius + 1):
-            error = _shift_error(a, b, ys, xs, dx, dy)
-            if error < best:
-                best, shift = error, (dx, dy)
+        y2 = ys + dy
+        inside = x_inside & ((y2 >= 0) & (y2 < height))[None, :]
+        diff = np.abs(values[None, :] - b[np.clip(y2, 0, height - 1)[None, :], x2])
+        count = inside.sum(1)
+        mean = np.where(inside, diff, 0.0).sum(1) / np.maximum(count, 1)
+        mean[count < 0.5 * len(ys)] = np.inf
+        k = int(np.argmin(mean))
+        if mean[k] < best:
+            best, shift = float(mean[k]), (int(dxs[k]), dy)
     return shift
 
 
@@ -153,11 +161,11 @@ def search_translation(
 ) -> np.ndarray | None:
     """3x3 integer translation from frame t to ``other`` that minimises the mean grey error
     over frame t's textured pixels, searched exhaustively within ``max_fraction`` of the short
-    side (on a pyramid level with short side <= SEARCH_TOP_SIDE, then refined by +-1 px per
-    finer level). A global estimate that flat pixels cannot vote for; None when the frame has
-    too few textured pixels."""
+    side (on a pyramid level with short side in [SEARCH_TOP_SIDE, 2 x SEARCH_TOP_SIDE), then
+    refined by +-1 px per finer level). A global estimate that flat pixels cannot vote for;
+    None when the frame has too few textured pixels."""
     levels = [(grey(frame), grey(other))]
-    while min(levels[-1][0].shape) > SEARCH_TOP_SIDE:
+    while min(levels[-1][0].shape) >= 2 * SEARCH_TOP_SIDE:
         levels.append((cv2.pyrDown(levels[-1][0]), cv2.pyrDown(levels[-1][1])))
     shift = (0, 0)
     for depth, (a, b) in enumerate(reversed(levels)):
