@@ -1,4 +1,5 @@
-"""The photometric camera check: textured pixels, the exhaustive translation search, the choice."""
+"""The photometric camera check (textured pixels, the exhaustive translation search, the choice)
+and the overlay removal of the motion backend."""
 
 from __future__ import annotations
 
@@ -81,3 +82,51 @@ def test_check_cameras_replaces_a_failed_flow_fit_by_the_search():
     checked = check_cameras(rgb, matrices, used_gap, search_fraction=0.25, min_gradient=5.0)
     np.testing.assert_allclose(checked[0][0][:2, 2], [-2, -11])
     np.testing.assert_allclose(checked[1][0][:2, 2], [2, 11])  # frame 1 to frame 0
+
+
+def test_remove_overlays_clears_the_graphic_and_keeps_an_athlete_merged_with_it():
+    from flowguide.segment.overlay import remove_overlays
+
+    overlay = np.zeros((40, 60), bool)
+    overlay[2:10, 20:40] = True  # the score bug's map: 160 pixels
+    mask = np.zeros_like(overlay)
+    mask[2:10, 20:40] = True  # the bug's residual ...
+    mask[10:20, 28:32] = True  # ... merged with an athlete's head and arm: 40 of 200 pixels
+    mask[30:36, 2:8] = True  # a separate object, off the map
+    halo = np.zeros_like(overlay)
+    halo[2:10, 45:50] = True  # a region almost all on a second graphic
+    overlay[2:10, 46:50] = True  # 32 of its 40 pixels (0.8) ... then 38 of 40 (0.95)
+    out = remove_overlays(mask | halo, overlay, 0.9)
+    expected = np.zeros_like(mask)
+    expected[10:20, 28:32] = True  # 0.8 of the merged region is bug, < 0.9: kept, bug cleared
+    expected[30:36, 2:8] = True
+    expected[2:10, 45] = True  # the halo region at 0.8: kept minus its map pixels
+    np.testing.assert_array_equal(out, expected)
+    overlay[2:10, 45] = True
+    overlay[2:4, 45] = False  # 38 of 40 pixels on the map: >= 0.9, dropped whole
+    expected[2:10, 45] = False
+    np.testing.assert_array_equal(remove_overlays(mask | halo, overlay, 0.9), expected)
+    # At 0.5 the merged athlete goes with the bug (the old rule).
+    expected[10:20, 28:32] = False
+    np.testing.assert_array_equal(remove_overlays(mask | halo, overlay, 0.5), expected)
+
+
+def test_confirmed_overlay_needs_the_graphic_on_its_own_in_some_frame():
+    from flowguide.segment.overlay import confirmed_overlay
+
+    overlay = np.zeros((40, 60), bool)
+    overlay[2:8, 20:30] = True  # a score bug (60 px)
+    overlay[20:24, 40:44] = True  # the core of a slow uniform object (16 px)
+    bug_alone = np.zeros_like(overlay)
+    bug_alone[2:8, 20:30] = True  # frame 0: the bug's residual by itself
+    bug_alone[14:30, 36:48] = True  # and the object's region, the core embedded in it
+    merged = bug_alone.copy()
+    merged[8:16, 24:26] = True  # frame 1: an athlete joins the bug (16 of 76 px)
+    only_object = np.zeros_like(overlay)
+    only_object[14:30, 36:48] = True
+    expected = np.zeros_like(overlay)
+    expected[2:8, 20:30] = True
+    got = confirmed_overlay([merged, bug_alone], overlay, 0.9)
+    np.testing.assert_array_equal(got, expected)  # the object's core is never confirmed
+    assert not confirmed_overlay([merged, only_object], overlay, 0.9).any()  # 60/76 < 0.9
+    np.testing.assert_array_equal(confirmed_overlay([merged], overlay, 0.75), expected)

@@ -48,7 +48,7 @@ from flowguide.segment.camera import (
     fit_cameras,
     warp_to_frame,
 )
-from flowguide.segment.overlay import drop_overlays, overlay_map
+from flowguide.segment.overlay import confirmed_overlay, overlay_map, remove_overlays
 from flowguide.segment.refine import RefineParams, accumulate, refine_frame
 
 MAD_TO_SIGMA = 1.4826
@@ -74,7 +74,7 @@ class MotionParams:
     camera_search: float = 0.25
     texture_gradient: float = 5.0
     carry_frames: int = 0
-    overlay_fraction: float = 0.5
+    overlay_fraction: float = 0.9
     overlay_tolerance: float = 25.0
     refine: RefineParams = field(default_factory=RefineParams)
 
@@ -319,9 +319,10 @@ def segment_video_motion(
         evidence.append(score)
     # The overlay map reads the residual itself (before refinement grows regions into the
     # screen-static background).
-    overlay = None
     if rgb is not None and params.overlay_fraction < 1:
         overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
+        overlay = confirmed_overlay(moving, overlay, params.overlay_fraction)
+        moving = [remove_overlays(m, overlay, params.overlay_fraction) for m in moving]
     if params.refine.enabled:
         moving = [
             refine_frame(
@@ -332,8 +333,6 @@ def segment_video_motion(
             for t in range(n_frames)
         ]  # fmt: skip
     candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]
-    if overlay is not None:
-        candidates = [drop_overlays(m, s, overlay, params.overlay_fraction) for m, s in candidates]
     if params.carry_frames > 0:
         candidates = carry_candidates(candidates, matrices, gaps, params.carry_frames)
     return candidates
