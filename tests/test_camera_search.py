@@ -10,7 +10,7 @@ from flowguide.segment.camera import (
     SEARCH_TOP_SIDE,
     check_cameras,
     search_translation,
-    textured_colour_error,
+    textured_error,
     textured_pixels,
 )
 
@@ -45,15 +45,18 @@ def test_textured_pixels_threshold_in_grey_levels_per_pixel():
     assert textured_pixels(image, 2.0)[2:-2, 1:39].all()
 
 
-def test_textured_colour_error_is_the_mean_over_textured_pixels():
+def test_textured_error_is_the_median_grey_error_over_textured_pixels():
     a, b = panned_pair(40, 50, (3, -2), pad=10, patches=40)
     textured = np.zeros(a.shape[:2], bool)
     textured[5:35:2, 5:45:3] = True  # any mask of enough pixels inside both frames
     shift = np.array([[1.0, 0, -3], [0, 1.0, 2], [0, 0, 1]])  # the true model: error 0
-    assert textured_colour_error(a, b, shift, textured) == pytest.approx(0.0, abs=1e-4)
-    identity = np.eye(3)
-    expected = np.abs(a - b).max(axis=2)[textured].mean()  # the same pixels, no warp
-    assert textured_colour_error(a, b, identity, textured) == pytest.approx(expected, rel=1e-5)
+    assert textured_error(a, b, shift, textured) == pytest.approx(0.0, abs=1e-3)
+    weights = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as OpenCV's RGB2GRAY
+    expected = np.median(np.abs(a @ weights - b @ weights)[textured])  # no warp: the identity
+    assert textured_error(a, b, np.eye(3), textured) == pytest.approx(expected, abs=1e-3)
+    # Outside frame s: the shift moves every textured pixel out, so the model is refused.
+    far = np.array([[1.0, 0, 60], [0, 1.0, 0], [0, 0, 1]])
+    assert textured_error(a, b, far, textured) == np.inf
 
 
 @pytest.mark.parametrize(

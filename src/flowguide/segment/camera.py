@@ -115,22 +115,25 @@ def textured_pixels(grey_image: np.ndarray, min_gradient: float) -> np.ndarray:
     return np.hypot(gx, gy) / 8.0 >= min_gradient
 
 
-def textured_colour_error(
+def textured_error(
     frame: np.ndarray, other: np.ndarray, matrix: np.ndarray, textured: np.ndarray
 ) -> float:
-    """Mean colour error (max over RGB) over frame t's textured pixels after warping frame s
-    onto it; inf when fewer than half of them land inside frame s. With too few textured
-    pixels (a flat frame) all pixels count: nothing distinguishes the models then."""
-    diff = np.abs(frame - warp_to_frame(other, matrix)).max(axis=2)
+    """Median grey error over frame t's textured pixels after warping frame s onto it; inf when
+    fewer than half of them land inside frame s. The median: the scene's pixels outvote those
+    of the athlete the camera follows and of screen-fixed graphics (both static on the screen),
+    as long as they are the majority. With too few textured pixels (a flat frame) all pixels
+    count: nothing distinguishes the models then."""
+    warped = warp_to_frame(other, matrix)
+    diff = np.abs(grey(frame) - grey(np.nan_to_num(warped)))
     pixels = textured if textured.sum() >= MIN_TEXTURED_PIXELS else np.ones_like(textured)
-    valid = np.isfinite(diff) & pixels
-    return float(diff[valid].mean()) if valid.sum() >= 0.5 * pixels.sum() else np.inf
+    valid = ~np.isnan(warped).any(axis=2) & pixels
+    return float(np.median(diff[valid])) if valid.sum() >= 0.5 * pixels.sum() else np.inf
 
 
 def _best_shift(
     a: np.ndarray, b: np.ndarray, textured: np.ndarray, centre: tuple[int, int], radius: int
 ) -> tuple[int, int]:
-    """The shift (dx, dy) within ``radius`` of ``centre`` minimising the mean |a - b shifted|
+    """The shift (dx, dy) within ``radius`` of ``centre`` minimising the median |a - b shifted|
     over a's textured points that land inside b (shifts keeping fewer than half are skipped)."""
     ys, xs = np.nonzero(textured)
     if len(ys) > MAX_SEARCH_POINTS:  # an even subsample keeps the cost bounded on large frames
@@ -143,23 +146,26 @@ def _best_shift(
     x_inside = (x2 >= 0) & (x2 < width)
     x2 = np.clip(x2, 0, width - 1)
     best, shift = np.inf, centre
+    rows = np.arange(len(dxs))
     for dy in range(centre[1] - radius, centre[1] + radius + 1):
         y2 = ys + dy
         inside = x_inside & ((y2 >= 0) & (y2 < height))[None, :]
         diff = np.abs(values[None, :] - b[np.clip(y2, 0, height - 1)[None, :], x2])
         count = inside.sum(1)
-        mean = np.where(inside, diff, 0.0).sum(1) / np.maximum(count, 1)
-        mean[count < 0.5 * len(ys)] = np.inf
-        k = int(np.argmin(mean))
-        if mean[k] < best:
-            best, shift = float(mean[k]), (int(dxs[k]), dy)
+        # The median over the points inside b (outside ones sort last as inf).
+        ordered = np.sort(np.where(inside, diff, np.inf), axis=1)
+        median = ordered[rows, np.maximum(count - 1, 0) // 2]
+        median[count < 0.5 * len(ys)] = np.inf
+        k = int(np.argmin(median))
+        if median[k] < best:
+            best, shift = float(median[k]), (int(dxs[k]), dy)
     return shift
 
 
 def search_translation(
     frame: np.ndarray, other: np.ndarray, max_fraction: float, min_gradient: float
 ) -> np.ndarray | None:
-    """3x3 integer translation from frame t to ``other`` that minimises the mean grey error
+    """3x3 integer translation from frame t to ``other`` that minimises the median grey error
     over frame t's textured pixels, searched exhaustively within ``max_fraction`` of the short
     side (on a pyramid level with short side in [SEARCH_TOP_SIDE, 2 x SEARCH_TOP_SIDE), then
     refined by +-1 px per finer level). A global estimate that flat pixels cannot vote for;
@@ -198,7 +204,7 @@ def check_cameras(
     """Photometric check of each fitted camera model against global translations that do not
     depend on the flow: phase correlation and, with ``search_fraction`` > 0, the exhaustive
     search over textured pixels (where the flow failed: fast camera motion beyond its range, a
-    flat or periodic background). The model with the lower mean colour error over frame t's
+    flat or periodic background). The model with the lowest median grey error over frame t's
     textured pixels is kept (flat pixels align under any model and would drown the vote)."""
     rgb = rgb.astype(np.float32)
     checked = []
@@ -214,7 +220,7 @@ def check_cameras(
             if search_fraction > 0:
                 found = search_translation(rgb[t], rgb[s], search_fraction, min_gradient)
                 options += [] if found is None else [found]
-            errors = [textured_colour_error(rgb[t], rgb[s], m, textured) for m in options]
+            errors = [textured_error(rgb[t], rgb[s], m, textured) for m in options]
             row.append(options[int(np.argmin(errors))])
         checked.append(row)
     return checked
