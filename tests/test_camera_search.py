@@ -114,7 +114,7 @@ def test_remove_overlays_clears_the_graphic_and_keeps_an_athlete_merged_with_it(
     np.testing.assert_array_equal(remove_overlays(mask | halo, overlay, 0.5), expected)
 
 
-def test_confirmed_overlay_needs_the_graphic_on_its_own_in_some_frame():
+def test_confirmed_overlay_needs_the_graphic_on_its_own_in_half_of_its_frames():
     from flowguide.segment.overlay import confirmed_overlay
 
     overlay = np.zeros((40, 60), bool)
@@ -133,3 +133,8 @@ def test_confirmed_overlay_needs_the_graphic_on_its_own_in_some_frame():
     np.testing.assert_array_equal(got, expected)  # the object's core is never confirmed
     assert not confirmed_overlay([merged, only_object], overlay, 0.9).any()  # 60/76 < 0.9
     np.testing.assert_array_equal(confirmed_overlay([merged], overlay, 0.75), expected)
+    # On its own in 1 of the 3 frames in which it moves: not confirmed.
+    assert not confirmed_overlay([merged, bug_alone, merged], overlay, 0.9).any()
+    np.testing.assert_array_equal(
+        confirmed_overlay([merged, bug_alone, merged, bug_alone], overlay, 0.9), expected
+    )

@@ -3,8 +3,12 @@
 Per frame and gap, a global model (affine or homography) is fitted robustly (RANSAC) to flow
 vectors sampled on a grid; with the RGB frames at hand each model is checked against a global
 phase-correlation translation, and the one that aligns the two frames better is kept (under fast
-camera tilts the flow can fail outright). Models chain over consecutive frames to warp any frame
-of a window onto frame t (the colour residual, the temporal carry).
+camera tilts the flow can fail outright). Over a flat or periodic background both can fail
+together (DIS's flow there is its smooth fill-in, not a measurement; the athlete the camera
+follows and screen-fixed graphics are static on the screen): an exhaustive search for the integer
+translation that best aligns the frames' *textured* pixels (median grey error) then replaces
+them (``check_cameras``). Models chain over consecutive frames to warp any frame of a window onto
+frame t (the colour residual, the temporal carry).
 """
 
 from __future__ import annotations
@@ -115,6 +119,14 @@ def textured_pixels(grey_image: np.ndarray, min_gradient: float) -> np.ndarray:
     return np.hypot(gx, gy) / 8.0 >= min_gradient
 
 
+def median_colour_error(frame: np.ndarray, other: np.ndarray, matrix: np.ndarray) -> float:
+    """Median colour error (max over RGB) over all pixels after warping frame s onto frame t
+    (inf when less than a quarter of them land inside frame s)."""
+    diff = np.abs(frame - warp_to_frame(other, matrix)).max(axis=2)
+    valid = np.isfinite(diff)
+    return float(np.median(diff[valid])) if valid.mean() > 0.25 else np.inf
+
+
 def textured_error(
     frame: np.ndarray, other: np.ndarray, matrix: np.ndarray, textured: np.ndarray
 ) -> float:
@@ -194,6 +206,13 @@ def phase_translation(frame: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
 
+def centre_distance(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> float:
+    """Distance in px between where two camera models move the frame centre."""
+    centre = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2, 1.0])
+    pa, pb = a @ centre, b @ centre
+    return float(np.hypot(*(pa[:2] / pa[2] - pb[:2] / pb[2])))
+
+
 def check_cameras(
     rgb: np.ndarray,
     matrices: list[list[np.ndarray]],
@@ -201,11 +220,17 @@ def check_cameras(
     search_fraction: float = 0.0,
     min_gradient: float = 5.0,
 ) -> list[list[np.ndarray]]:
-    """Photometric check of each fitted camera model against global translations that do not
-    depend on the flow: phase correlation and, with ``search_fraction`` > 0, the exhaustive
-    search over textured pixels (where the flow failed: fast camera motion beyond its range, a
-    flat or periodic background). The model with the lowest median grey error over frame t's
-    textured pixels is kept (flat pixels align under any model and would drown the vote)."""
+    """Photometric check of each fitted camera model (where the flow failed: fast camera
+    motion beyond its range, a flat or periodic background).
+
+    First the flow's model against a global phase-correlation translation: the one with the
+    lower median colour error over the frame is kept (sub-pixel models, as before). Then, with
+    ``search_fraction`` > 0, the exhaustive textured search's integer translation replaces it
+    when the two move the frame centre more than 1 px apart (a gross failure: within its 1 px
+    step the sub-pixel models are the more precise, and an unblurred integer shift would win
+    by its sharpness, not its alignment) and it has the lower median grey error over frame t's
+    textured pixels (flat pixels align under any model and would drown that vote).
+    """
     rgb = rgb.astype(np.float32)
     checked = []
     for t, (frame_matrices, gaps) in enumerate(zip(matrices, used_gap, strict=True)):
@@ -217,11 +242,17 @@ def check_cameras(
                 row.append(matrix)
                 continue
             options = [matrix, phase_translation(rgb[t], rgb[s])]
+            best = options[
+                int(np.argmin([median_colour_error(rgb[t], rgb[s], m) for m in options]))
+            ]
             if search_fraction > 0:
                 found = search_translation(rgb[t], rgb[s], search_fraction, min_gradient)
-                options += [] if found is None else [found]
-            errors = [textured_error(rgb[t], rgb[s], m, textured) for m in options]
-            row.append(options[int(np.argmin(errors))])
+                if found is not None and centre_distance(found, best, rgb.shape[1:3]) > 1.0:
+                    if textured_error(rgb[t], rgb[s], found, textured) < textured_error(
+                        rgb[t], rgb[s], best, textured
+                    ):
+                        best = found
+            row.append(best)
         checked.append(row)
     return checked
 

@@ -7,8 +7,10 @@ Per frame, for every gap, a global camera model (affine or homography) is fitted
 (RANSAC) to flow vectors sampled on a grid. With the RGB frames at hand
 (``photometric_check``), each model is checked against a global phase-correlation translation
 and the one that aligns the two frames better (lower median colour error) is kept: under fast
-camera tilts the flow can fail outright. Two residual cues measure what moves against the
-camera:
+camera tilts the flow can fail outright. Where both lie more than 1 px from the integer
+translation that best aligns the frames' textured pixels (``camera_search``,
+``texture_gradient``), that translation replaces them. Two residual cues measure what moves
+against the camera:
 
 - ``flow``: the residual flow (flow minus camera flow, divided by |gap| so that gaps are
   comparable), averaged over gaps, in px per frame;

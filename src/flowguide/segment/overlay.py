@@ -13,13 +13,13 @@ A flat background is screen-static under a pan too, but it has no residual; an o
 scene does not stay pixel-identical on the screen for most of a clip (a person moves, turns and
 deforms even when the camera follows them), so at most a small patch of it qualifies. The map
 is grown by ``margin`` pixels (the residual's halo around a graphic). A part of the map counts
-only once confirmed: in some frame a moving region with at least ``fraction`` of its pixels on
-it, the graphic on its own. Its pixels are cleared from the moving mask before the candidates
-are formed, and a moving region with at least ``fraction`` of its pixels on it is dropped whole
-(what is left of it is the graphic's halo).
-The fraction is high (0.9) because an athlete who passes under a score bug merges with it into
-one region in which the bug may be the larger part; dropping that region whole would drop the
-athlete (at 0.5: SynthDive mean IoU 0.614 instead of 0.631). With a static
+only once confirmed: in at least half of the frames in which it moves, a moving region with at
+least ``fraction`` of its pixels on it, the graphic on its own. Its pixels are cleared from the
+moving mask before the candidates are formed, and a moving region with at least ``fraction`` of
+its pixels on it is dropped whole (what is left of it is the graphic's halo). The fraction is
+high (0.9) because an athlete who passes under a score bug merges with it into one region in
+which the bug may be the larger part; dropping that region whole would drop the athlete (README,
+"Diver masks", has the SynthDive figures at 0.5 and 0.9). With a static
 camera nothing moves against the scene for most of a clip except a persistent moving texture,
 which must also stay screen-static to be dropped.
 
@@ -76,16 +76,20 @@ def _region_overlay_share(mask: np.ndarray, overlay: np.ndarray) -> tuple[np.nda
 
 
 def confirmed_overlay(moving: list[np.ndarray], overlay: np.ndarray, fraction: float) -> np.ndarray:
-    """The parts (8-connected) of the overlay map that, in at least one frame, lie under a
-    moving region with at least ``fraction`` of its pixels on the map: a graphic shows up on
-    its own whenever the athlete is elsewhere, while the core of a slow, uniform object (which
-    can pass as screen-static) is always embedded in that object's larger moving region."""
+    """The parts (8-connected) of the overlay map that lie under a moving region with at least
+    ``fraction`` of its pixels on the map (on their own) in at least half of the frames in
+    which they move at all: a graphic is on its own whenever the athlete is elsewhere, while
+    the core of a slow, uniform object (which can pass as screen-static) is embedded in that
+    object's larger moving region in most frames."""
     count, parts = cv2.connectedComponents(overlay.astype(np.uint8), connectivity=8)
-    confirmed = np.zeros(count, bool)
+    alone_frames = np.zeros(count, np.int64)
+    moving_frames = np.zeros(count, np.int64)
     for mask in moving:
         labels, share = _region_overlay_share(mask, overlay)
         alone = (share >= fraction)[labels] & overlay
-        confirmed[np.unique(parts[alone])] = True
+        alone_frames[np.unique(parts[alone])] += 1
+        moving_frames[np.unique(parts[mask.astype(bool) & overlay])] += 1
+    confirmed = (alone_frames >= 0.5 * moving_frames) & (moving_frames > 0)
     confirmed[0] = False
     return confirmed[parts]
 
