@@ -97,14 +97,14 @@ def warp_to_frame(image: np.ndarray, matrix: np.ndarray, nearest: bool = False) 
     )  # fmt: skip
 
 
-# Pixels whose grey gradient (Sobel magnitude / 8: grey levels per pixel) is below this carry no
-# motion evidence: on a flat wall any shift aligns them, and DIS's flow there is its
-# variational fill-in, not a measurement.
+# Textured pixels (grey gradient >= segment.motion.texture_gradient) carry the motion evidence:
+# on a flat wall any shift aligns the pixels, and DIS's flow there is its variational fill-in,
+# not a measurement. With fewer than this many, a frame is flat and there is no search.
 MIN_TEXTURED_PIXELS = 50
 # The exhaustive search runs on the coarsest pyramid level whose short side is still at least
 # this (fine texture vanishes on coarser ones), then refines by +-1 px per finer level.
 SEARCH_TOP_SIDE = 96
-MAX_SEARCH_POINTS = 2000
+MAX_SEARCH_POINTS = 2000  # an even subsample of the textured pixels bounds the cost
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -148,7 +148,7 @@ def _best_shift(
     """The shift (dx, dy) within ``radius`` of ``centre`` minimising the median |a - b shifted|
     over a's textured points that land inside b (shifts keeping fewer than half are skipped)."""
     ys, xs = np.nonzero(textured)
-    if len(ys) > MAX_SEARCH_POINTS:  # an even subsample keeps the cost bounded on large frames
+    if len(ys) > MAX_SEARCH_POINTS:
         pick = np.linspace(0, len(ys) - 1, MAX_SEARCH_POINTS).round().astype(np.int64)
         ys, xs = ys[pick], xs[pick]
     height, width = b.shape
