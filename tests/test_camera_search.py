@@ -138,3 +138,23 @@ def test_confirmed_overlay_needs_the_graphic_on_its_own_in_half_of_its_frames():
     np.testing.assert_array_equal(
         confirmed_overlay([merged, bug_alone, merged, bug_alone], overlay, 0.9), expected
     )
+
+
+def test_check_cameras_keeps_a_sub_pixel_model_within_one_pixel_of_the_search():
+    """A camera moving 2.5 px: the integer search finds 2 or 3 px, within its 1 px step of the
+    flow's exact sub-pixel model, which stays: the search corrects gross failures, it does not
+    round a good model to whole pixels."""
+    import cv2
+
+    scene = np.random.default_rng(1).integers(0, 255, (72, 96, 3)).astype(np.float32)
+    a = cv2.GaussianBlur(scene, (9, 9), 2.0)  # smooth texture: interpolation keeps it close
+    shift = np.float32([[1, 0, -2.5], [0, 1, 0]])  # b(x) = a(x + 2.5): the scene moved 2.5 px left
+    b = cv2.warpAffine(a, shift, (96, 72), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    flow_model = np.array([[1.0, 0, -2.5], [0, 1.0, 0], [0, 0, 1]])
+    checked = check_cameras(
+        np.stack([a, b]), [[flow_model], [np.linalg.inv(flow_model)]], np.array([[1], [-1]]),
+        search_fraction=0.25, min_gradient=5.0,
+    )  # fmt: skip
+    found = search_translation(a, b, 0.25, 5.0)[0, 2]
+    assert found in (-2.0, -3.0)
+    assert abs(checked[0][0][0, 2] + 2.5) < 0.2  # the flow's model or phase correlation
