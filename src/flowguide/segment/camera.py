@@ -3,8 +3,12 @@
 Per frame and gap, a global model (affine or homography) is fitted robustly (RANSAC) to flow
 vectors sampled on a grid; with the RGB frames at hand each model is checked against a global
 phase-correlation translation, and the one that aligns the two frames better is kept (under fast
-camera tilts the flow can fail outright). Models chain over consecutive frames to warp any frame
-of a window onto frame t (the colour residual, the temporal carry).
+camera tilts the flow can fail outright). Over a flat or periodic background both can fail
+together (DIS's flow there is its smooth fill-in, not a measurement; the athlete the camera
+follows and screen-fixed graphics are static on the screen): an exhaustive search for the integer
+translation that best aligns the frames' *textured* pixels (median grey error) then replaces
+them (``check_cameras``). Models chain over consecutive frames to warp any frame of a window onto
+frame t (the colour residual, the temporal carry).
 """
 
 from __future__ import annotations
@@ -93,39 +97,162 @@ def warp_to_frame(image: np.ndarray, matrix: np.ndarray, nearest: bool = False) 
     )  # fmt: skip
 
 
-def _median_colour_error(frame: np.ndarray, other: np.ndarray, matrix: np.ndarray) -> float:
+# Textured pixels (grey gradient >= segment.motion.texture_gradient) carry the motion evidence:
+# on a flat wall any shift aligns the pixels, and DIS's flow there is its variational fill-in,
+# not a measurement. With fewer than this many, a frame is flat and there is no search.
+MIN_TEXTURED_PIXELS = 50
+# The exhaustive search runs on the coarsest pyramid level whose short side is still at least
+# this (fine texture vanishes on coarser ones), then refines by +-1 px per finer level.
+SEARCH_TOP_SIDE = 96
+MAX_SEARCH_POINTS = 2000  # an even subsample of the textured pixels bounds the cost
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)
+
+
+def textured_pixels(grey_image: np.ndarray, min_gradient: float) -> np.ndarray:
+    """(H, W) bool: pixels whose grey gradient is at least ``min_gradient`` grey levels per
+    pixel (3x3 Sobel, whose weights sum to 8 per unit slope)."""
+    gx = cv2.Sobel(grey_image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey_image, cv2.CV_32F, 0, 1, ksize=3)
+    return np.hypot(gx, gy) / 8.0 >= min_gradient
+
+
+def median_colour_error(frame: np.ndarray, other: np.ndarray, matrix: np.ndarray) -> float:
+    """Median colour error (max over RGB) over all pixels after warping frame s onto frame t
+    (inf when less than a quarter of them land inside frame s)."""
     diff = np.abs(frame - warp_to_frame(other, matrix)).max(axis=2)
     valid = np.isfinite(diff)
     return float(np.median(diff[valid])) if valid.mean() > 0.25 else np.inf
 
 
+def textured_error(
+    frame: np.ndarray, other: np.ndarray, matrix: np.ndarray, textured: np.ndarray
+) -> float:
+    """Median grey error over frame t's textured pixels after warping frame s onto it; inf when
+    fewer than half of them land inside frame s. The median: the scene's pixels outvote those
+    of the athlete the camera follows and of screen-fixed graphics (both static on the screen),
+    as long as they are the majority. With too few textured pixels (a flat frame) all pixels
+    count: nothing distinguishes the models then."""
+    warped = warp_to_frame(other, matrix)
+    diff = np.abs(grey(frame) - grey(np.nan_to_num(warped)))
+    pixels = textured if textured.sum() >= MIN_TEXTURED_PIXELS else np.ones_like(textured)
+    valid = ~np.isnan(warped).any(axis=2) & pixels
+    return float(np.median(diff[valid])) if valid.sum() >= 0.5 * pixels.sum() else np.inf
+
+
+def _best_shift(
+    a: np.ndarray, b: np.ndarray, textured: np.ndarray, centre: tuple[int, int], radius: int
+) -> tuple[int, int]:
+    """The shift (dx, dy) within ``radius`` of ``centre`` minimising the median |a - b shifted|
+    over a's textured points that land inside b (shifts keeping fewer than half are skipped)."""
+    ys, xs = np.nonzero(textured)
+    if len(ys) > MAX_SEARCH_POINTS:
+        pick = np.linspace(0, len(ys) - 1, MAX_SEARCH_POINTS).round().astype(np.int64)
+        ys, xs = ys[pick], xs[pick]
+    height, width = b.shape
+    values = a[ys, xs]
+    dxs = np.arange(centre[0] - radius, centre[0] + radius + 1)
+    x2 = xs[None, :] + dxs[:, None]  # (D, N): all horizontal shifts of one row at once
+    x_inside = (x2 >= 0) & (x2 < width)
+    x2 = np.clip(x2, 0, width - 1)
+    best, shift = np.inf, centre
+    rows = np.arange(len(dxs))
+    for dy in range(centre[1] - radius, centre[1] + radius + 1):
+        y2 = ys + dy
+        inside = x_inside & ((y2 >= 0) & (y2 < height))[None, :]
+        diff = np.abs(values[None, :] - b[np.clip(y2, 0, height - 1)[None, :], x2])
+        count = inside.sum(1)
+        # The median over the points inside b (outside ones sort last as inf).
+        ordered = np.sort(np.where(inside, diff, np.inf), axis=1)
+        median = ordered[rows, np.maximum(count - 1, 0) // 2]
+        median[count < 0.5 * len(ys)] = np.inf
+        k = int(np.argmin(median))
+        if median[k] < best:
+            best, shift = float(median[k]), (int(dxs[k]), dy)
+    return shift
+
+
+def search_translation(
+    frame: np.ndarray, other: np.ndarray, max_fraction: float, min_gradient: float
+) -> np.ndarray | None:
+    """3x3 integer translation from frame t to ``other`` that minimises the median grey error
+    over frame t's textured pixels, searched exhaustively within ``max_fraction`` of the short
+    side (on a pyramid level with short side in [SEARCH_TOP_SIDE, 2 x SEARCH_TOP_SIDE), then
+    refined by +-1 px per finer level). A global estimate that flat pixels cannot vote for;
+    None when the frame has too few textured pixels."""
+    levels = [(grey(frame), grey(other))]
+    while min(levels[-1][0].shape) >= 2 * SEARCH_TOP_SIDE:
+        levels.append((cv2.pyrDown(levels[-1][0]), cv2.pyrDown(levels[-1][1])))
+    shift = (0, 0)
+    for depth, (a, b) in enumerate(reversed(levels)):
+        textured = textured_pixels(a, min_gradient)
+        if textured.sum() < MIN_TEXTURED_PIXELS:
+            return None
+        if depth == 0:
+            radius = int(np.ceil(max_fraction * min(a.shape)))
+        else:
+            shift, radius = (2 * shift[0], 2 * shift[1]), 1
+        shift = _best_shift(a, b, textured, shift, radius)
+    return np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]], [0.0, 0.0, 1.0]])
+
+
 def phase_translation(frame: np.ndarray, other: np.ndarray) -> np.ndarray:
     """3x3 translation from frame t to ``other`` by phase correlation of the grey images: a
     global estimate that does not depend on the flow."""
-    grey = [cv2.cvtColor(f.astype(np.float32), cv2.COLOR_RGB2GRAY) for f in (frame, other)]
-    window = cv2.createHanningWindow(grey[0].shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(grey[0], grey[1], window)
+    window = cv2.createHanningWindow(frame.shape[1::-1], cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(grey(frame), grey(other), window)
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
 
+def centre_distance(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> float:
+    """Distance in px between where two camera models move the frame centre."""
+    centre = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2, 1.0])
+    pa, pb = a @ centre, b @ centre
+    return float(np.hypot(*(pa[:2] / pa[2] - pb[:2] / pb[2])))
+
+
 def check_cameras(
-    rgb: np.ndarray, matrices: list[list[np.ndarray]], used_gap: np.ndarray
+    rgb: np.ndarray,
+    matrices: list[list[np.ndarray]],
+    used_gap: np.ndarray,
+    search_fraction: float = 0.0,
+    min_gradient: float = 5.0,
 ) -> list[list[np.ndarray]]:
-    """Photometric check of each fitted camera model: where the flow failed (fast camera
-    motion beyond the flow's range), a global phase-correlation translation aligns the two
-    frames better; the model with the lower median colour error is kept."""
+    """Photometric check of each fitted camera model (where the flow failed: fast camera
+    motion beyond its range, a flat or periodic background).
+
+    First the flow's model against a global phase-correlation translation: the one with the
+    lower median colour error over the frame is kept (sub-pixel models, as before). Then, with
+    ``search_fraction`` > 0, the exhaustive textured search's integer translation replaces it
+    when the two move the frame centre more than 1 px apart (a gross failure: within its 1 px
+    step the sub-pixel models are the more precise, and an unblurred integer shift would win
+    by its sharpness, not its alignment) and it has the lower median grey error over frame t's
+    textured pixels (flat pixels align under any model and would drown that vote).
+    """
     rgb = rgb.astype(np.float32)
     checked = []
     for t, (frame_matrices, gaps) in enumerate(zip(matrices, used_gap, strict=True)):
         row = []
+        textured = textured_pixels(grey(rgb[t]), min_gradient)
         for matrix, gap in zip(frame_matrices, gaps, strict=True):
             s = t + int(gap)
             if not 0 <= s < len(rgb):
                 row.append(matrix)
                 continue
             options = [matrix, phase_translation(rgb[t], rgb[s])]
-            errors = [_median_colour_error(rgb[t], rgb[s], m) for m in options]
-            row.append(options[int(np.argmin(errors))])
+            best = options[
+                int(np.argmin([median_colour_error(rgb[t], rgb[s], m) for m in options]))
+            ]
+            if search_fraction > 0:
+                found = search_translation(rgb[t], rgb[s], search_fraction, min_gradient)
+                if found is not None and centre_distance(found, best, rgb.shape[1:3]) > 1.0:
+                    if textured_error(rgb[t], rgb[s], found, textured) < textured_error(
+                        rgb[t], rgb[s], best, textured
+                    ):
+                        best = found
+            row.append(best)
         checked.append(row)
     return checked
 

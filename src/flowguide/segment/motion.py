@@ -7,8 +7,10 @@ Per frame, for every gap, a global camera model (affine or homography) is fitted
 (RANSAC) to flow vectors sampled on a grid. With the RGB frames at hand
 (``photometric_check``), each model is checked against a global phase-correlation translation
 and the one that aligns the two frames better (lower median colour error) is kept: under fast
-camera tilts the flow can fail outright. Two residual cues measure what moves against the
-camera:
+camera tilts the flow can fail outright. Where both lie more than 1 px from the integer
+translation that best aligns the frames' textured pixels (``camera_search``,
+``texture_gradient``), that translation replaces them. Two residual cues measure what moves
+against the camera:
 
 - ``flow``: the residual flow (flow minus camera flow, divided by |gap| so that gaps are
   comparable), averaged over gaps, in px per frame;
@@ -48,7 +50,7 @@ from flowguide.segment.camera import (
     fit_cameras,
     warp_to_frame,
 )
-from flowguide.segment.overlay import drop_overlays, overlay_map
+from flowguide.segment.overlay import confirmed_overlay, overlay_map, remove_overlays
 from flowguide.segment.refine import RefineParams, accumulate, refine_frame
 
 MAD_TO_SIGMA = 1.4826
@@ -71,8 +73,10 @@ class MotionParams:
     color_tolerance_px: int = 0
     flow_gate: float = 0.5
     photometric_check: bool = True
+    camera_search: float = 0.25
+    texture_gradient: float = 5.0
     carry_frames: int = 0
-    overlay_fraction: float = 0.5
+    overlay_fraction: float = 0.9
     overlay_tolerance: float = 25.0
     refine: RefineParams = field(default_factory=RefineParams)
 
@@ -302,7 +306,7 @@ def segment_video_motion(
     matrices = [fit_cameras(flow[min(t, n_flow - 1)], params) for t in range(n_frames)]
     gaps = np.asarray(used_gap)[[min(t, n_flow - 1) for t in range(n_frames)]]
     if rgb is not None and params.photometric_check:
-        matrices = check_cameras(rgb, matrices, gaps)
+        matrices = check_cameras(rgb, matrices, gaps, params.camera_search, params.texture_gradient)
     moving, evidence = [], []
     for t in range(n_frames):
         i = min(t, n_flow - 1)
@@ -317,9 +321,10 @@ def segment_video_motion(
         evidence.append(score)
     # The overlay map reads the residual itself (before refinement grows regions into the
     # screen-static background).
-    overlay = None
     if rgb is not None and params.overlay_fraction < 1:
         overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
+        overlay = confirmed_overlay(moving, overlay, params.overlay_fraction)
+        moving = [remove_overlays(m, overlay, params.overlay_fraction) for m in moving]
     if params.refine.enabled:
         moving = [
             refine_frame(
@@ -330,8 +335,6 @@ def segment_video_motion(
             for t in range(n_frames)
         ]  # fmt: skip
     candidates = [components(m, e, params) for m, e in zip(moving, evidence, strict=True)]
-    if overlay is not None:
-        candidates = [drop_overlays(m, s, overlay, params.overlay_fraction) for m, s in candidates]
     if params.carry_frames > 0:
         candidates = carry_candidates(candidates, matrices, gaps, params.carry_frames)
     return candidates

@@ -12,8 +12,14 @@ moves.
 A flat background is screen-static under a pan too, but it has no residual; an object in the
 scene does not stay pixel-identical on the screen for most of a clip (a person moves, turns and
 deforms even when the camera follows them), so at most a small patch of it qualifies. The map
-is grown by ``margin`` pixels (the residual's halo around a graphic), and a candidate component
-with at least ``fraction`` of its pixels inside it is dropped as an overlay. With a static
+is grown by ``margin`` pixels (the residual's halo around a graphic). A part of the map counts
+only once confirmed: in at least half of the frames in which it moves, a moving region with at
+least ``fraction`` of its pixels on it, the graphic on its own. Its pixels are cleared from the
+moving mask before the candidates are formed, and a moving region with at least ``fraction`` of
+its pixels on it is dropped whole (what is left of it is the graphic's halo). The fraction is
+high (0.9) because an athlete who passes under a score bug merges with it into one region in
+which the bug may be the larger part; dropping that region whole would drop the athlete (README,
+"Diver masks", has the SynthDive figures at 0.5 and 0.9). With a static
 camera nothing moves against the scene for most of a clip except a persistent moving texture,
 which must also stay screen-static to be dropped.
 
@@ -56,13 +62,45 @@ def overlay_map(
     return overlay
 
 
-def drop_overlays(
-    masks: np.ndarray, scores: np.ndarray, overlay: np.ndarray, fraction: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the components (K, H, W) whose share inside the overlay map is below ``fraction``."""
-    if len(masks) == 0:
-        return masks, scores
-    flat = masks.reshape(len(masks), -1)
-    share = (flat & overlay.ravel()).sum(1) / flat.sum(1)
+def _region_overlay_share(mask: np.ndarray, overlay: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected region labels of ``mask`` and each label's share of pixels on ``overlay``
+    (label 0, the background, gets share 0)."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    area = np.bincount(labels.ravel(), minlength=count)
+    inside = np.bincount(
+        labels.ravel(), weights=overlay.ravel().astype(np.float64), minlength=count
+    )
+    share = inside / np.maximum(area, 1)
+    share[0] = 0.0
+    return labels, share
+
+
+def confirmed_overlay(moving: list[np.ndarray], overlay: np.ndarray, fraction: float) -> np.ndarray:
+    """The parts (8-connected) of the overlay map that lie under a moving region with at least
+    ``fraction`` of its pixels on the map (on their own) in at least half of the frames in
+    which they move at all: a graphic is on its own whenever the athlete is elsewhere, while
+    the core of a slow, uniform object (which can pass as screen-static) is embedded in that
+    object's larger moving region in most frames."""
+    count, parts = cv2.connectedComponents(overlay.astype(np.uint8), connectivity=8)
+    alone_frames = np.zeros(count, np.int64)
+    moving_frames = np.zeros(count, np.int64)
+    for mask in moving:
+        labels, share = _region_overlay_share(mask, overlay)
+        alone = (share >= fraction)[labels] & overlay
+        alone_frames[np.unique(parts[alone])] += 1
+        moving_frames[np.unique(parts[mask.astype(bool) & overlay])] += 1
+    confirmed = (alone_frames >= 0.5 * moving_frames) & (moving_frames > 0)
+    confirmed[0] = False
+    return confirmed[parts]
+
+
+def remove_overlays(mask: np.ndarray, overlay: np.ndarray, fraction: float) -> np.ndarray:
+    """The moving mask (H, W) without overlays: its 8-connected regions with at least
+    ``fraction`` of their pixels on the (confirmed) overlay map are dropped whole (a graphic
+    and its residual halo), and the map's pixels are cleared from the others (a graphic never
+    belongs to the athlete; a diver passing under a score bug merges with it into one region,
+    taller than the diver and scored by the bug's residual too)."""
+    labels, share = _region_overlay_share(mask, overlay)
     keep = share < fraction
-    return masks[keep], scores[keep]
+    keep[0] = False
+    return keep[labels] & ~overlay
