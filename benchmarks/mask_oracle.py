@@ -22,17 +22,16 @@ Prints the means and ``ratio`` lines; frames are split by the true camera speed.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mask_rules import add_generator_arguments, generator_config  # benchmarks/, the sibling
 
-from flowguide.config import load_config
 from flowguide.data.synthdive import clip_spec, synth_options
 from flowguide.data.synthdive_diver import camera_path
-from flowguide.segment.camera import camera_flow, check_cameras, fit_cameras
-from flowguide.segment.motion import MotionParams
+from flowguide.segment.camera import camera_flow
+from flowguide.segment.motion import MotionParams, camera_models
 from flowguide.segment.stage import read_rgb
 from flowguide.select.quality import frame_ious, resize_masks
 from flowguide.utils.flowio import read_flow
@@ -44,10 +43,7 @@ def fitted_camera(flow: np.ndarray, used_gap: np.ndarray, rgb: np.ndarray, param
     """(T-1, 2) camera flow at the frame centre, frame t -> t+1 (gap 1 only), as segment fits
     it (RANSAC on the flow, then the photometric check)."""
     n_frames = len(rgb)
-    matrices = [fit_cameras(flow[min(t, len(flow) - 1)], params) for t in range(n_frames)]
-    gaps = np.asarray(used_gap)[[min(t, len(flow) - 1) for t in range(n_frames)]]
-    if params.photometric_check:
-        matrices = check_cameras(rgb, matrices, gaps, params.camera_search, params.texture_gradient)
+    matrices, gaps = camera_models(flow, used_gap, n_frames, params, rgb)
     height, width = rgb.shape[1:3]
     out = np.full((n_frames - 1, 2), np.nan)
     for t in range(n_frames - 1):
@@ -111,21 +107,11 @@ def video_rows(work: Path, shard: str, vid: str, spec, config: dict) -> list[dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="benchmarks/mask_rules.py's --out folder")
-    parser.add_argument("--config", default="config.yaml")
-    parser.add_argument("--clips-per-class", type=int, default=2)
-    parser.add_argument("--camera-shake", type=float, default=1.0)
-    parser.add_argument("--override", default="{}", help="JSON merged into the config")
+    add_generator_arguments(parser)
     parser.add_argument("--csv", default=None, help="write the per-frame table here")
     args = parser.parse_args()
-    config = load_config(args.config, json.loads(args.override))
-    opts = synth_options(
-        {
-            **config["synth"],
-            "clips_per_class_train": args.clips_per_class,
-            "clips_per_class_test": args.clips_per_class,
-            "camera_shake": args.camera_shake,
-        }
-    )
+    config, synth = generator_config(args)
+    opts = synth_options(synth)
     work = Path(args.work)
     manifest = pd.read_csv(work / "manifest.csv")
     clips = pd.read_csv(work / "synthdive" / "clips.csv").set_index("vid_name")

@@ -30,14 +30,16 @@ from flowguide.select.stage import run_select
 COLUMNS = ["mean_iou", "identity", "switches", "nonempty_share", "warped_iou"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that decide the SynthDive clips (benchmarks/mask_oracle.py re-derives them)."""
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--clips-per-class", type=int, default=2)
     parser.add_argument("--camera-shake", type=float, default=1.0)
     parser.add_argument("--override", default="{}", help="JSON merged into the config")
-    parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
-    args = parser.parse_args()
+
+
+def generator_config(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The config and the ``synth`` section the clips are generated from."""
     config = load_config(args.config, json.loads(args.override))
     synth = {
         **config["synth"],
@@ -45,6 +47,15 @@ def main() -> None:
         "clips_per_class_test": args.clips_per_class,
         "camera_shake": args.camera_shake,
     }
+    return config, synth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_generator_arguments(parser)
+    parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+    config, synth = generator_config(args)
     work = Path(args.out or tempfile.mkdtemp(prefix="mask_rules_"))
     root = work / "synthdive"
     generate_dataset(root, synth_options(synth))

@@ -289,6 +289,24 @@ def carry_candidates(
     return out
 
 
+def camera_models(
+    flow: np.ndarray,
+    used_gap: np.ndarray,
+    n_frames: int,
+    params: MotionParams,
+    rgb: np.ndarray | None = None,
+) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """Per frame, the 3x3 camera model of each used gap (RANSAC on the flow, then, with the RGB
+    frames, the photometric check) and the gaps (n_frames, G). The last frame reuses the last
+    flow frame's gaps (its backward flow)."""
+    last = len(flow) - 1
+    matrices = [fit_cameras(flow[min(t, last)], params) for t in range(n_frames)]
+    gaps = np.asarray(used_gap)[[min(t, last) for t in range(n_frames)]]
+    if rgb is not None and params.photometric_check:
+        matrices = check_cameras(rgb, matrices, gaps, params.camera_search, params.texture_gradient)
+    return matrices, gaps
+
+
 def segment_video_motion(
     flow: np.ndarray,
     used_gap: np.ndarray,
@@ -303,10 +321,7 @@ def segment_video_motion(
     if rgb is not None and rgb.shape[1:3] != flow.shape[-2:]:
         raise ValueError(f"RGB frames {rgb.shape[1:3]} do not match the flow {flow.shape[-2:]}")
     n_flow = len(flow)
-    matrices = [fit_cameras(flow[min(t, n_flow - 1)], params) for t in range(n_frames)]
-    gaps = np.asarray(used_gap)[[min(t, n_flow - 1) for t in range(n_frames)]]
-    if rgb is not None and params.photometric_check:
-        matrices = check_cameras(rgb, matrices, gaps, params.camera_search, params.texture_gradient)
+    matrices, gaps = camera_models(flow, used_gap, n_frames, params, rgb)
     moving, evidence = [], []
     for t in range(n_frames):
         i = min(t, n_flow - 1)
