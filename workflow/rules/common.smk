@@ -2,7 +2,7 @@ import json
 
 from flowguide.config import validate_config
 from flowguide.train.methods import needs_masks, training_set
-from flowguide.train.options import resolve_loader_batch_size
+from flowguide.train.options import EXECUTION_OPTIONS, resolve_loader_batch_size
 from flowguide.utils.cluster import check_requests, largest_node
 from flowguide.utils.manifest import read_manifest
 from flowguide.utils.runs import RUN_NAME_PATTERN, parse_run_name, run_name
@@ -105,16 +105,7 @@ def run_options(run, T):
     another (method, T), reruns nothing that exists, and without the execution settings
     (execution.smk)."""
     method, params = parse_run_name(run)
-    not_options = (
-        "methods",
-        "T",
-        "sweeps",
-        "seeds",
-        "num_workers",
-        "tensorboard",
-        "prefetch_factor",
-        "cudnn_benchmark",
-    )
+    not_options = ("methods", "T", "sweeps", "seeds", *EXECUTION_OPTIONS)
     train = {k: v for k, v in config["train"].items() if k not in not_options}
     train = resolve_loader_batch_size(train, method, int(T))
     if "seed" in params:  # a training seed, not a method option

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from flowguide.train.methods import Method
+from flowguide.train.options import EXECUTION_OPTIONS
 from flowguide.utils.atomic import atomic_path
 from flowguide.utils.checkpoints import load_weights
 from flowguide.utils.failures import FlowguideError
@@ -26,9 +27,7 @@ FINAL_NAME = "checkpoint.pt"
 # Options that change neither the data nor the arithmetic: a resume may differ in them.
 # channels_last and activation_checkpointing are fingerprinted: they change rounding and
 # BatchNorm statistics (README "Execution settings"), so a state trained otherwise is not resumed.
-NOT_FINGERPRINTED = (
-    "num_workers", "tensorboard", "methods", "T", "prefetch_factor", "cudnn_benchmark",
-)  # fmt: skip
+NOT_FINGERPRINTED = (*EXECUTION_OPTIONS, "methods", "T")
 
 
 def rng_state() -> dict[str, Any]:

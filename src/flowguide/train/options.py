@@ -9,6 +9,11 @@ from flowguide.clips.transforms import TransformSpec
 from flowguide.modeling.slowfast import SlowFastSpec
 from flowguide.train.methods import Method
 
+# Execution settings of the train section: how a job runs, not what it computes. They are not
+# part of a run's Snakemake params (workflow/rules/execution.smk passes them as FLOWGUIDE_*
+# variables) nor of its resume fingerprint (train/checkpoint.py).
+EXECUTION_OPTIONS = ("num_workers", "tensorboard", "prefetch_factor", "cudnn_benchmark")
+
 
 def train_options(partial: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config's ``train`` section with the schema's defaults filled in, validated."""
