@@ -211,6 +211,28 @@ def test_motion_backend_static_camera_and_no_motion_gives_no_candidates():
     assert masks.shape == (0, 30, 40) and scores.shape == (0,)
 
 
+def test_colour_window_keeps_its_length_at_the_clip_ends():
+    """An athlete who stands still for the first frames (on the board) is in the background of
+    a window cut at frame 0 (5 of the 9 frames 0..8 show him there); the window shifted to hold
+    2 * window + 1 frames (0..16, 5 of 17) sees the board behind him. Static camera, so every
+    frame warps onto frame 0 unchanged: the residual is |athlete - board| by hand."""
+    from flowguide.segment.motion import colour_residual
+
+    n, window = 24, 8
+    rgb = np.full((n, 20, 30, 3), 100, np.uint8)
+    rgb[:5, 5:15, 10:14] = 180  # still on the board in frames 0..4, then gone
+    rgb[23, 2:6, 20:26] = 30  # a splash in the last frame only
+    identity = [[np.eye(3)] for _ in range(n)]
+    gaps = np.ones((n, 1), int)
+    start = colour_residual(rgb, identity, gaps, 0, window)
+    np.testing.assert_allclose(start[5:15, 10:14], 80.0)
+    assert start[:5].max() == 0 and start[15:].max() == 0
+    end = colour_residual(rgb, identity, gaps, 23, window)
+    np.testing.assert_allclose(end[2:6, 20:26], 70.0)
+    # the middle of the clip keeps the centred window: frame 12 sees 4..20, no athlete
+    assert colour_residual(rgb, identity, gaps, 12, window).max() == 0
+
+
 def test_nan_median_equals_numpy_nanmedian():
     from flowguide.segment.motion import nan_median
 

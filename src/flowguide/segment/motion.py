@@ -18,6 +18,8 @@ against the camera:
   within ``color_window`` of t are warped onto frame t with the chained camera models and
   frame t is compared with their per-pixel median, a background in which an object moving
   within the window does not appear (window 1: the smaller of the differences to t-1 and t+1).
+  Near the clip's ends the window is shifted to keep its 2 * window + 1 frames: cut short, an
+  athlete still on the board for the first few frames would fill most of it.
   It is sharp where the flow is smooth, and finds an object that pauses for a few frames.
 
 ``cue`` picks ``flow``, ``color`` or ``flow_and_color``. A cue is thresholded at
@@ -192,13 +194,15 @@ def colour_residual(
     when it differs from both (the object's present position, not the ghost of where it was).
     ``window`` > 1: the difference to their per-pixel median, a background in which an object
     that moves within the window does not appear (a pixel must be covered by the object in fewer
-    than half of the frames). ``tolerance_px`` > 0 compares each pixel with the range of the
-    reference over that neighbourhood, which forgives sub-pixel camera-fit and compression
-    misalignment at sharp edges. Pixels seen by no other frame are 0.
+    than half of the frames); near the clip's ends the window is shifted into the clip so that
+    it keeps 2 * ``window`` + 1 frames. ``tolerance_px`` > 0 compares each pixel with the range
+    of the reference over that neighbourhood, which forgives sub-pixel camera-fit and
+    compression misalignment at sharp edges. Pixels seen by no other frame are 0.
     """
     frame = rgb[t].astype(np.float32)
     warped = []
-    for s in range(max(0, t - window), min(len(rgb), t + window + 1)):
+    start = max(0, min(t - window, len(rgb) - 2 * window - 1))
+    for s in range(start, min(len(rgb), start + 2 * window + 1)):
         matrix = None if s == t else camera_chain(matrices, used_gap, t, s)
         if matrix is not None:
             warped.append(warp_to_frame(rgb[s], matrix))
