@@ -176,3 +176,86 @@ def test_tracked_rule_through_the_stage_needs_the_flow(tmp_path):
     masks = read_video_masks(tmp_path / "m.h5", "v")
     assert not (masks & b).any() and masks.reshape(n, -1).any(1).all()
     assert read_frame_flags(tmp_path / "m.h5", "v").bridged.tolist() == [t == 2 for t in range(n)]
+
+
+def test_a_candidate_merged_with_its_surroundings_is_cut_to_the_carried_mask():
+    # The athlete (4x4, still, in the band) is label 1 alone in frames 0..2; in frame 3 it
+    # touches a deck left of the band and the two form one candidate of 16 + 50 pixels, over
+    # max_growth (1.5) times the carried 16 px: the mask is that candidate within trim_px = 2 of
+    # the athlete. OpenCV's 5x5 ellipse is full in rows 1..3 and only its centre column in rows
+    # 0 and 4, so the widened athlete is rows 5..10 x columns 8..15 plus rows 4 and 11 over the
+    # athlete's own columns 10..13.
+    n = 4
+    athlete = rect(6, 10, 10, 14)
+    deck = rect(8, 13, 0, 10)
+    labels = np.zeros((n, H, W), np.uint8)
+    labels[:3][:, athlete] = 1
+    labels[3][athlete | deck] = 1
+    flow, used = flow_of(n, 0.0)
+    expected = (rect(5, 11, 8, 16) | rect(4, 12, 10, 14)) & (athlete | deck)
+    assert expected.sum() == 16 + 3 * 2  # the athlete and deck rows 8..10 in columns 8..9
+    track = track_masks(labels, flow, used, TrackParams())
+    np.testing.assert_array_equal(track.masks[3], expected)
+    assert track.chosen[3] == 1
+    # max_growth 0 keeps the whole candidate (the rule before the cut existed)
+    whole = track_masks(labels, flow, used, TrackParams(max_growth=0))
+    np.testing.assert_array_equal(whole.masks[3], athlete | deck)
+    # a candidate that grew by less than max_growth is kept whole
+    labels[3] = 0
+    labels[3][rect(6, 11, 10, 14)] = 1  # 20 px <= 1.5 * 16
+    np.testing.assert_array_equal(
+        track_masks(labels, flow, used, TrackParams()).masks[3], rect(6, 11, 10, 14)
+    )
+
+
+def panning_identity(tmp_path, seed: int, clips_per_class: int) -> dict[str, float]:
+    """SynthDive with a panning camera (camera_shake 4) at the demo's sizes -> DIS flow ->
+    motion candidates -> both rules -> identity against the true masks (mean over videos)."""
+    from pathlib import Path
+
+    from flowguide.config import load_config
+    from flowguide.data.manifest import run_manifest
+    from flowguide.data.synthdive import generate_dataset, synth_options
+    from flowguide.flow.stage import run_flow
+    from flowguide.segment.stage import run_segment
+    from flowguide.select.stability import mask_stability
+
+    config = load_config(Path(__file__).parents[1] / "config.yaml")
+    per_class = {"clips_per_class_train": clips_per_class, "clips_per_class_test": clips_per_class}
+    synth = {**config["synth"], "seed": seed, "camera_shake": 4.0, **per_class}
+    root = tmp_path / "synthdive"
+    generate_dataset(root, synth_options(synth))
+    manifest = run_manifest(
+        config["dataset"], root, tmp_path / "manifest.csv", tmp_path / "shards", tmp_path / "fm.csv"
+    )
+    identity = {}
+    for rule in ("thesis", "tracked"):
+        pairs = []
+        for shard in sorted(manifest["shard"].unique()):
+            csv, flow = tmp_path / "shards" / f"{shard}.csv", tmp_path / f"{shard}.flow.h5"
+            cand = tmp_path / f"{shard}.cand.h5"
+            if not cand.exists():
+                run_flow(csv, flow, tmp_path / "ff.csv", config["flow"], "cpu")
+                run_segment(csv, flow, cand, tmp_path / "fs.csv", config["segment"], "cpu")
+            out = tmp_path / f"{shard}.{rule}.h5"
+            options = {**config["select"], "rule": rule}
+            run_select(cand, out, tmp_path / "fx.csv", options, flow_path=flow)
+            pairs.append((out, flow))
+        table = mask_stability(pairs, root / "true_masks.h5")
+        identity[rule] = float(table.iloc[-1]["identity"])
+    return identity
+
+
+def test_tracked_rule_beats_the_thesis_rule_on_identity_under_a_panning_camera(tmp_path):
+    """The issue's test: on SynthDive clips with a panning camera the tracked rule (defaults)
+    stays on the athlete between consecutive frames more often than the thesis rule. Seed 1,
+    not the seed-0 clips the tracked defaults were measured on (README "Diver masks")."""
+    identity = panning_identity(tmp_path, seed=1, clips_per_class=2)
+    assert identity["tracked"] >= identity["thesis"] + 0.02, identity
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_tracked_identity_on_more_panning_clips(tmp_path, seed):
+    identity = panning_identity(tmp_path, seed=seed, clips_per_class=4)
+    assert identity["tracked"] >= identity["thesis"] + 0.02, identity

@@ -13,7 +13,9 @@ which object is wanted (the one filling the central band) but follows it with th
    shrinks or splits from one frame to the next still matches. The thesis' choice of the frame
    continues the track when its overlap is >= ``min_overlap``; otherwise the candidate of
    highest overlap does, if that is >= ``min_overlap``. The frame's mask is that candidate's
-   whole region and its confidence the overlap.
+   region and its confidence the overlap. A candidate more than ``max_growth`` times the
+   carried mask's area is the athlete merged with what touches it (a deck, the water): its
+   mask is cut to the carried mask widened by ``trim_px`` (0 = never cut).
 3. No candidate overlaps enough: the frame is a gap. A gap of at most ``max_gap`` frames that
    the track closes (a later frame matches again) is bridged with the carried mask (flagged
    ``bridged``; confidence decays linearly from the last matched frame's, by 1/(max_gap + 1) per
@@ -46,7 +48,8 @@ TRACKED_RULE = (
     "of highest overlap (intersection / smaller mask, carried mask widened by tolerance px) "
     ">= min_overlap; up to max_gap frames without one are bridged by the carried "
     "mask, longer gaps are empty; no switch to a candidate that does not overlap the track; "
-    "the track with the most central-band pixels over its matched frames wins"
+    "a candidate over max_growth times the carried mask is cut to the carried mask widened by "
+    "trim_px; the track with the most central-band pixels over its matched frames wins"
 )
 
 
@@ -56,8 +59,10 @@ class TrackParams:
     num_layers: int = 3
     min_overlap: float = 0.5
     tolerance: int = 1
-    max_gap: int = 3
+    max_gap: int = 0
     seeds: int = 5
+    max_growth: float = 1.5
+    trim_px: int = 2
 
 
 @dataclass
@@ -77,19 +82,32 @@ def band_pixels(labels: np.ndarray, center_fraction: float) -> np.ndarray:
     return np.bincount(labels[:, x0:x1].ravel(), minlength=256)
 
 
+def widen(mask: np.ndarray, px: int) -> np.ndarray:
+    """``mask`` dilated by a disc of radius ``px`` (unchanged for px <= 0 or an empty mask)."""
+    if px <= 0 or not mask.any():
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1,) * 2)
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
 def candidate_overlaps(labels: np.ndarray, carried: np.ndarray, tolerance: int) -> np.ndarray:
     """(256,) overlap of each label's region with the carried mask: |region & widened carried|
     / min(|region|, |carried|) (index 0 = background: 0)."""
     area = np.bincount(labels.ravel(), minlength=256).astype(np.float64)
-    widened = carried
-    if tolerance > 0 and carried.any():
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1,) * 2)
-        widened = cv2.dilate(carried.astype(np.uint8), kernel).astype(bool)
+    widened = widen(carried, tolerance)
     inter = np.bincount(labels[widened].ravel(), minlength=256).astype(np.float64)
     smaller = np.minimum(area, carried.sum())
     overlap = np.where(smaller > 0, np.minimum(inter / np.maximum(smaller, 1), 1.0), 0.0)
     overlap[0] = 0.0
     return overlap
+
+
+def trim_merged(region: np.ndarray, carried: np.ndarray, params: TrackParams) -> np.ndarray:
+    """The matched candidate's region, cut to the carried mask widened by ``trim_px`` when it
+    is more than ``max_growth`` times the carried mask (see the module docstring)."""
+    if params.max_growth <= 0 or region.sum() <= params.max_growth * carried.sum():
+        return region
+    return region & widen(carried, params.trim_px)
 
 
 def follow(
@@ -131,7 +149,7 @@ def follow(
                     track.bridged[u] = bridge.any()
                     track.confidence[u] = last_conf * (1 - k / (params.max_gap + 1)) * bridge.any()
             pending = []
-            track.masks[t] = labels[t] == best
+            track.masks[t] = trim_merged(labels[t] == best, carried, params)
             track.chosen[t] = best
             track.confidence[t] = overlaps[best]
             track.score += float(band_pixels(labels[t], params.center_fraction)[best])
