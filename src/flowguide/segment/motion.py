@@ -340,16 +340,17 @@ def segment_video_motion(
         evidence.append(score)
     # The overlay map reads the residual itself (before refinement grows regions into the
     # screen-static background).
+    fixed = None  # screen-fixed pixels that move against the scene: no object grows over them
     if rgb is not None and params.overlay_fraction < 1:
-        overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
-        overlay = confirmed_overlay(moving, overlay, params.overlay_fraction)
+        fixed = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
+        overlay = confirmed_overlay(moving, fixed, params.overlay_fraction)
         moving = [remove_overlays(m, overlay, params.overlay_fraction) for m in moving]
     if params.refine.enabled:
         moving = [
             refine_frame(
                 rgb[t], moving[t],
                 accumulate(moving, flow, np.asarray(used_gap), t, params.refine.accumulate),
-                params.refine,
+                params.refine, fixed,
             )
             for t in range(n_frames)
         ]  # fmt: skip
