@@ -22,8 +22,9 @@ the diver joined with the scoreboard's fragments, mean IoU 0.668 -> 0.392):
    ``ring_fraction`` of the short side around the hull (background) mark each hull pixel as
    likelier foreground or not; OpenCV's GrabCut then settles the crop with the moving pixels
    fixed foreground, the likelier-foreground hull pixels probable foreground, the ring probable
-   background and the rest of the crop background. With ``colour_gate`` the hull pixels whose
-   colour is likelier background are fixed background: GrabCut can only remove from the
+   background and the rest of the crop background. The likelier-foreground map is smoothed by
+   a 5x5 median (a majority vote) first. With ``colour_gate`` the hull pixels whose colour is
+   likelier background are fixed background: GrabCut can then only remove from the
    colour-gated region, never grow into the flat background that an object's ghost pixels
    seed into its foreground model.
 
@@ -50,7 +51,7 @@ HISTOGRAM_BINS = 8  # per RGB channel: 32 grey levels a cell, coarse enough for 
 
 @dataclass(frozen=True)
 class RefineParams:
-    enabled: bool = False
+    enabled: bool = True
     accumulate: int = 2
     close_fraction: float = 0.08
     grabcut_iterations: int = 3
@@ -124,7 +125,10 @@ def grabcut_piece(
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop, inside = rgb[y0:y1, x0:x1], hull[y0:y1, x0:x1]
     sure, around = sure[y0:y1, x0:x1], around[y0:y1, x0:x1]
-    likelier = likelier_foreground(crop, sure, around & ~inside)
+    # A 5x5 majority vote: the per-pixel colour test is speckled inside a textured object,
+    # and fixed-background specks would let GrabCut's smoothness cut the object apart.
+    likelier = cv2.medianBlur(likelier_foreground(crop, sure, around & ~inside).astype(np.uint8), 5)
+    likelier = likelier.astype(bool)
     init = np.full(inside.shape, cv2.GC_BGD, np.uint8)
     init[around] = cv2.GC_PR_BGD
     init[inside & ~likelier] = cv2.GC_BGD if gate else cv2.GC_PR_BGD
