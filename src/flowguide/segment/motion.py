@@ -1,7 +1,8 @@
 """Weight-free motion layers: camera motion fitted to the flow, residual motion, components.
 
 The camera model lives in ``segment/camera.py``, the removal of screen-fixed overlays (score
-bugs, logos) in ``segment/overlay.py``, the optional refinement in ``segment/refine.py``.
+bugs, logos) in ``segment/overlay.py``, the refinement of edge slivers into regions (on by
+default) in ``segment/refine.py``.
 
 Per frame, for every gap, a global camera model (affine or homography) is fitted robustly
 (RANSAC) to flow vectors sampled on a grid. With the RGB frames at hand
