@@ -138,11 +138,11 @@ def run_motion_pipeline(tmp_path, clips):
     write_shard_csv(tmp_path / "shard.csv", list(clips), len(next(iter(clips.values()))[0]))
     # DIS underestimates the motion of a uniformly coloured object (~0.5 px residual for 2-3 px
     # of true relative motion), so the residual floor is set below the schema's 0.5 px.
-    # This test exercises the flow cue alone (the colour cue, the photometric check and the
-    # overlay removal read RGB).
+    # This test exercises the flow cue alone (the colour cue, the photometric check, the
+    # overlay removal and the refinement read RGB).
     motion = {
         "min_residual_px": 0.35, "cue": "flow", "photometric_check": False,
-        "overlay_fraction": 1.0,
+        "overlay_fraction": 1.0, "refine": {"enabled": False},
     }  # fmt: skip
     options = {"backend": "motion", "max_objects": 10, "motion": motion}
     rc = main(

@@ -89,9 +89,9 @@ def test_stage_option_relabels_and_says_so(tmp_path):
     flow, used = dis_flow(frames)
     write_flow_file(tmp_path / "flow.h5", {"v": (flow, used)})
     write_shard_csv(tmp_path / "shard.csv", ["v"], 6)
-    motion = {  # the flow cue alone: no RGB (the overlay removal reads it too)
+    motion = {  # the flow cue alone: no RGB (the overlay removal and refinement read it too)
         "min_residual_px": 0.35, "cue": "flow", "photometric_check": False,
-        "overlay_fraction": 1.0,
+        "overlay_fraction": 1.0, "refine": {"enabled": False},
     }  # fmt: skip
     paths = [tmp_path / n for n in ("shard.csv", "flow.h5")]
     for sequence in (False, True):

@@ -1,7 +1,8 @@
 """Weight-free motion layers: camera motion fitted to the flow, residual motion, components.
 
 The camera model lives in ``segment/camera.py``, the removal of screen-fixed overlays (score
-bugs, logos) in ``segment/overlay.py``, the optional refinement in ``segment/refine.py``.
+bugs, logos) in ``segment/overlay.py``, the refinement of edge slivers into regions (on by
+default) in ``segment/refine.py``.
 
 Per frame, for every gap, a global camera model (affine or homography) is fitted robustly
 (RANSAC) to flow vectors sampled on a grid. With the RGB frames at hand
@@ -340,16 +341,17 @@ def segment_video_motion(
         evidence.append(score)
     # The overlay map reads the residual itself (before refinement grows regions into the
     # screen-static background).
+    fixed = None  # screen-fixed pixels that move against the scene: no object grows over them
     if rgb is not None and params.overlay_fraction < 1:
-        overlay = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
-        overlay = confirmed_overlay(moving, overlay, params.overlay_fraction)
+        fixed = overlay_map(rgb, moving, params.overlay_tolerance, params.morph_kernel)
+        overlay = confirmed_overlay(moving, fixed, params.overlay_fraction)
         moving = [remove_overlays(m, overlay, params.overlay_fraction) for m in moving]
     if params.refine.enabled:
         moving = [
             refine_frame(
                 rgb[t], moving[t],
                 accumulate(moving, flow, np.asarray(used_gap), t, params.refine.accumulate),
-                params.refine,
+                params.refine, fixed,
             )
             for t in range(n_frames)
         ]  # fmt: skip
