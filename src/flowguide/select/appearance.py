@@ -8,8 +8,9 @@ video:
 1. Two colour models for the whole clip (OpenCV GrabCut's 5-component Gaussian mixtures): the
    athlete from the cores (eroded by ``core_erode`` px) of the chosen masks of the most
    confident ``confident_share`` of the frames with a mask; the scene from the pixels of those
-   frames outside the mask widened by ``ring`` px and of every other frame farther than
-   ``scene_margin`` px from its mask (at most ``max_scene_samples`` pixels, a fixed-seed draw).
+   frames outside the mask widened by ``ring`` px and of every other frame with a mask farther
+   than ``scene_margin`` px from it (at most ``max_scene_samples`` pixels, a fixed-seed draw;
+   a frame without a mask may show the undetected athlete anywhere and teaches nothing).
 2. Each frame with a mask is settled by one graph cut with both models frozen
    (``GC_EVAL_FREEZE_MODEL``) inside a prior region: the frame's mask and its neighbours'
    masks carried by the flow, widened by ``radius`` px; outside it is fixed background. Inside,
@@ -70,7 +71,7 @@ def training_pixels(
         if sure:
             athlete.append(frame[cv2.erode(m, disk(params.core_erode)).astype(bool)])
             scene.append(frame[~cv2.dilate(m, disk(params.ring)).astype(bool)])
-        else:
+        elif m.any():  # a frame without a mask may still show the athlete somewhere
             scene.append(frame[~cv2.dilate(m, disk(params.scene_margin)).astype(bool)])
     scene_pixels = np.concatenate(scene)
     if len(scene_pixels) > params.max_scene_samples:
@@ -89,6 +90,7 @@ def colour_models(athlete: np.ndarray, scene: np.ndarray) -> tuple[np.ndarray, n
         [np.full(len(athlete), cv2.GC_FGD), np.full(len(scene), cv2.GC_BGD)]
     ).astype(np.uint8)[:, None]
     scene_model, athlete_model = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut seeds its k-means from OpenCV's global generator
     cv2.grabCut(pixels, labels, None, scene_model, athlete_model, 1, cv2.GC_INIT_WITH_MASK)
     return scene_model, athlete_model
 
