@@ -212,7 +212,9 @@ def test_relocated_results_inspected_from_another_folder(tmp_path, monkeypatch):
         set_attrs(g, {**attrs, **dataset_attrs(data / "rgb" / "v.mp4", data, out)})
         write_frames_dataset(g, "labels", labels, {})
         write_frames_dataset(g, "scores", np.zeros((T, 10), np.float32), {})
-    run_select(out, res / "masks" / "train0000.h5", res / "f.csv", {})
+    run_select(
+        out, res / "masks" / "train0000.h5", res / "f.csv", {"appearance": {"enabled": False}}
+    )
     moved = tmp_path / "elsewhere" / "copy"
     shutil.copytree(work, moved)
     shutil.rmtree(work)

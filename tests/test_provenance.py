@@ -53,7 +53,9 @@ def test_mask_file_records_upstream_parameters_and_hash(tmp_path):
                       "video_path": "rgb/v.mp4", "dataset_root": "/data",
                       "dataset_root_rel": "../data"})  # fmt: skip
         write_frames_dataset(g, "labels", np.ones((2, 4, 6), np.uint8), {})
-    run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {})
+    run_select(
+        tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {"appearance": {"enabled": False}}
+    )
     with h5py.File(tmp_path / "m.h5") as fh:
         text = fh.attrs["candidates_attrs"]
         assert json.loads(text)["parameters"] == {"k": 1}

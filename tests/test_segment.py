@@ -173,7 +173,7 @@ def run_motion_pipeline(tmp_path, clips):
             "--failures",
             str(tmp_path / "fs.csv"),
             "--options",
-            "{}",
+            '{"appearance": {"enabled": false}}',  # the backend's candidates, by the rule alone
         ]
     )
     assert rc == 0
@@ -397,7 +397,10 @@ def synthdive_chain_quality(tmp_path, synth: dict, motion: dict):
             csv, tmp_path / f"{shard}.flow.h5", tmp_path / f"{shard}.cand.h5",
             tmp_path / "fs.csv", seg_opts, "cpu",
         )  # fmt: skip
-        run_select(tmp_path / f"{shard}.cand.h5", tmp_path / f"{shard}.h5", tmp_path / "fx.csv", {})
+        run_select(
+            tmp_path / f"{shard}.cand.h5", tmp_path / f"{shard}.h5", tmp_path / "fx.csv", {},
+            flow_path=tmp_path / f"{shard}.flow.h5",
+        )  # fmt: skip
         masks.append(tmp_path / f"{shard}.h5")
     return mask_quality(root / "true_masks.h5", masks), len(manifest)
 

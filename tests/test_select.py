@@ -25,6 +25,10 @@ from flowguide.utils.masks import read_video_masks
 
 W = 12  # band of 1/3: columns 4..7
 
+# The rule alone: the colour refinement (select/appearance.py, tests/test_appearance.py) reads
+# the video, which these hand-built candidates do not have.
+RULE_ONLY = {"appearance": {"enabled": False}}
+
 
 def frame(paint: dict[int, list[tuple[slice, slice]]]) -> np.ndarray:
     labels = np.zeros((6, W), dtype=np.uint8)
@@ -99,7 +103,7 @@ def test_select_stage_file_round_trips_masks_exactly(tmp_path):
     labels = rng.integers(0, 6, size=(5, 13, 29)).astype(np.uint8)  # odd sizes: packing tails
     labels[2] = 0  # an empty frame
     write_candidates(tmp_path / "c.h5", {"v1": labels, "v2": labels[:3]}, start_frame=7)
-    n = run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {})
+    n = run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", RULE_ONLY)
     assert n == 2
     expected, chosen = select_masks(labels, 0.3333333333, 3)
     np.testing.assert_array_equal(read_video_masks(tmp_path / "m.h5", "v1"), expected)
@@ -125,7 +129,7 @@ def test_a_video_named_like_a_table_of_the_file_is_kept_apart(tmp_path):
     labels = np.zeros((3, 6, 9), np.uint8)
     labels[:, 2:4, 3:6] = 1  # one candidate in the central band -> chosen in every frame
     write_candidates(tmp_path / "c.h5", {"index": labels, "v1": labels[:2]})
-    assert run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {}) == 2
+    assert run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", RULE_ONLY) == 2
     assert pd.read_csv(tmp_path / "f.csv").empty
     np.testing.assert_array_equal(read_video_masks(tmp_path / "m.h5", "index"), labels == 1)
     with h5py.File(tmp_path / "m.h5") as fh:
@@ -139,7 +143,7 @@ def test_a_file_without_the_videos_group_is_named(tmp_path):
     with h5py.File(tmp_path / "old.h5", "w") as fh:  # the pre-/videos layout: video at the root
         fh.create_group("v").create_dataset("labels", data=np.zeros((2, 4, 6), np.uint8))
     with pytest.raises(ShardError, match=r"old\.h5: no /videos group.*rerun its stage"):
-        run_select(tmp_path / "old.h5", tmp_path / "m.h5", tmp_path / "f.csv", {})
+        run_select(tmp_path / "old.h5", tmp_path / "m.h5", tmp_path / "f.csv", RULE_ONLY)
     assert not (tmp_path / "m.h5").exists()
 
 
@@ -157,7 +161,7 @@ def test_select_cli_records_a_broken_video_and_goes_on(tmp_path):
             "--failures",
             str(tmp_path / "f.csv"),
             "--options",
-            '{"num_layers": 2}',
+            '{"num_layers": 2, "appearance": {"enabled": false}}',
         ]
     )
     assert rc == 0
@@ -213,7 +217,7 @@ def test_mask_info_without_a_video_lists_every_video_of_the_shard(tmp_path):
     labels = np.zeros((3, 6, 9), np.uint8)
     labels[:, 2:4, 3:6] = 1
     write_candidates(tmp_path / "c.h5", {"v1": labels, "v2": labels[:2]}, start_frame=4)
-    run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {})
+    run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", RULE_ONLY)
     info = read_mask_info(tmp_path / "m.h5")
     assert sorted(info) == ["v1", "v2"]
     assert info["v1"]["start_frame"] == 4 and info["v2"]["n_frames"] == 2

@@ -13,6 +13,8 @@ from flowguide.utils.maskwarp import carry_mask, pull_mask, push_mask
 
 H, W = 16, 30  # central third: columns 10..19
 
+RULE_ONLY = {"appearance": {"enabled": False}}  # the rule alone (no video here)
+
 
 def rect(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
     m = np.zeros((H, W), bool)
@@ -129,7 +131,9 @@ def test_thesis_rule_unchanged_and_flags_through_the_one_reader(tmp_path):
     labels[1] = 0
     flow, used = flow_of(6, 0.0)
     write_candidates_and_flow(tmp_path, labels, flow, used)
-    run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {"rule": "thesis"})
+    run_select(
+        tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {"rule": "thesis", **RULE_ONLY}
+    )
     masks = read_video_masks(tmp_path / "m.h5", "v")
     # Independent: the label with most band pixels among 1..3, ties to the lower label.
     for t in range(6):
@@ -164,7 +168,7 @@ def test_tracked_rule_through_the_stage_needs_the_flow(tmp_path):
 
     with pytest.raises(FlowguideError, match="flow"):
         run_select(tmp_path / "c.h5", tmp_path / "m.h5", tmp_path / "f.csv", {"rule": "tracked"})
-    options = {"rule": "tracked", "tracked": {"max_gap": 1}}
+    options = {"rule": "tracked", "tracked": {"max_gap": 1}, **RULE_ONLY}
     run_select(
         tmp_path / "c.h5",
         tmp_path / "m.h5",

@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from flowguide.utils.maskwarp import carry_mask
+from flowguide.utils.morphology import disk
 
 GMM_SAMPLES = 5  # GrabCut's colour models are 5-component mixtures, fitted by k-means
 HISTOGRAM_BINS = 8  # per RGB channel: 32 grey levels a cell, coarse enough for ~100 samples
@@ -64,15 +65,11 @@ class RefineParams:
         return cls(**(options or {}))
 
 
-def _disk(radius: int) -> np.ndarray:
-    size = 2 * max(radius, 1) + 1
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-
-
 def close_padded(mask: np.ndarray, radius: int) -> np.ndarray:
     """Morphological closing that does not grow masks along the image border."""
-    pad = max(radius, 1) + 1
-    closed = cv2.morphologyEx(np.pad(mask.astype(np.uint8), pad), cv2.MORPH_CLOSE, _disk(radius))
+    radius = max(radius, 1)
+    pad = radius + 1
+    closed = cv2.morphologyEx(np.pad(mask.astype(np.uint8), pad), cv2.MORPH_CLOSE, disk(radius))
     return closed[pad:-pad, pad:-pad].astype(bool)
 
 
@@ -120,8 +117,8 @@ def grabcut_piece(
     """GrabCut on the crop around ``hull``, seeded from the evidence ``sure`` (fixed
     foreground; see the module docstring, step 4). Returns the full-frame foreground, or None
     when the crop holds fewer than ``GMM_SAMPLES`` pixels of either class."""
-    around = cv2.dilate(hull.astype(np.uint8), _disk(ring)).astype(bool)
-    ys, xs = np.nonzero(cv2.dilate(around.astype(np.uint8), _disk(ring)))
+    around = cv2.dilate(hull.astype(np.uint8), disk(max(ring, 1))).astype(bool)
+    ys, xs = np.nonzero(cv2.dilate(around.astype(np.uint8), disk(max(ring, 1))))
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop, inside = rgb[y0:y1, x0:x1], hull[y0:y1, x0:x1]
     sure, around = sure[y0:y1, x0:x1], around[y0:y1, x0:x1]

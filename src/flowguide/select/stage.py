@@ -3,7 +3,9 @@
 ``select.rule`` picks the per-frame thesis rule (``rule.py``) or the tracked rule
 (``tracked.py``, which also reads the flow shard). Per frame the file stores the mask, the
 chosen label, ``has_mask`` / ``empty`` (an empty mask means "no evidence", not "no athlete"),
-``confidence`` and ``bridged``; read them through ``flowguide.utils.masks``.
+``confidence`` and ``bridged``; read them through ``flowguide.utils.masks``. With
+``select.appearance`` on (the default) either rule's masks are then settled by the clip's colour
+models (``appearance.py``), which reads the video's frames.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from flowguide.select.appearance import AppearanceParams, refine_masks
 from flowguide.select.rule import RULE, select_masks, thesis_confidence
 from flowguide.select.tracked import TRACKED_RULE, TrackParams, track_masks
 from flowguide.utils.failures import FailureLog, FlowguideError
@@ -29,7 +32,7 @@ from flowguide.utils.h5 import (
     write_shard,
 )
 from flowguide.utils.masks import BRIDGED_DATASET, CONFIDENCE_DATASET, HAS_MASK_DATASET
-from flowguide.utils.provenance import upstream_attrs
+from flowguide.utils.provenance import resolve_video, upstream_attrs
 
 log = logging.getLogger("flowguide.select")
 
@@ -76,6 +79,31 @@ def select_video(
     params = TrackParams(center_fraction, num_layers, **options.get("tracked", {}))
     track = track_masks(labels, flow, used_gap, params)
     return track.masks, track.chosen, track.confidence, track.bridged
+
+
+def refine_video(
+    group: h5py.Group,
+    masks: np.ndarray,
+    confidence: np.ndarray,
+    params: AppearanceParams,
+    candidates_path: str | os.PathLike,
+    flow_path: str | os.PathLike,
+) -> np.ndarray:
+    """The colour refinement of one video's selected masks (reads its frames and flow)."""
+    from flowguide.segment.stage import read_rgb
+    from flowguide.utils.flowio import decode_attrs, read_flow
+
+    attrs = decode_attrs(group)
+    video = resolve_video(attrs, candidates_path)
+    if video is None:
+        raise FlowguideError(
+            f"{candidates_path}: video {attrs.get('video_path')!r} of {group.name} not found "
+            "(select.appearance reads the frames; set select.appearance.enabled: false to skip)"
+        )
+    start = int(attrs.get("start_frame", 0))
+    rgb = read_rgb(str(video), start, len(masks), masks.shape[1:])
+    flow, used_gap = read_flow(flow_path, group.name.rsplit("/", 1)[-1])
+    return refine_masks(rgb, masks, confidence, flow, used_gap, params)
 
 
 def write_mask_group(
@@ -142,6 +170,7 @@ def select_parameters(options: dict[str, Any]) -> dict[str, Any]:
         "center_fraction": float(options.get("center_fraction", 1 / 3)),
         "num_layers": int(options.get("num_layers", 3)),
     }
+    params["appearance"] = {**AppearanceParams().__dict__, **options.get("appearance", {})}
     if rule == "tracked":
         params["tracked"] = {**TrackParams().__dict__, **options.get("tracked", {})}
         for key in ("center_fraction", "num_layers"):
@@ -158,8 +187,11 @@ def run_select(
     flow_path: str | os.PathLike | None = None,
 ) -> int:
     params = select_parameters(options)
-    if params["rule"] == "tracked" and flow_path is None:
-        raise FlowguideError("select.rule 'tracked' needs the flow shard (--flow)")
+    appearance = AppearanceParams.from_options(params["appearance"])
+    if (params["rule"] == "tracked" or appearance.enabled) and flow_path is None:
+        raise FlowguideError(
+            "select.rule 'tracked' and select.appearance need the flow shard (--flow)"
+        )
     failures = FailureLog("select", fail_fast=fail_fast)
     rows: list[dict[str, Any]] = []
     with read_shard(candidates_path) as src:
@@ -179,6 +211,10 @@ def run_select(
             for vid, group in tqdm(videos, desc="select", unit="video"):
                 try:
                     masks, chosen, conf, bridged = select_video(group, params, flow_path)
+                    if appearance.enabled:
+                        masks = refine_video(
+                            group, masks, conf, appearance, candidates_path, flow_path
+                        )
                     attrs = {k: group.attrs[k] for k in KEEP_ATTRS if k in group.attrs}
                     attrs["n_frames"] = len(masks)
                     rows.append(write_mask_group(fh, vid, masks, chosen, attrs, conf, bridged))

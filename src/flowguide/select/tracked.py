@@ -41,6 +41,7 @@ import numpy as np
 
 from flowguide.select.rule import center_band, choose_label
 from flowguide.utils.maskwarp import carry_mask
+from flowguide.utils.morphology import disk
 
 TRACKED_RULE = (
     "seeds: the frames whose thesis choice fills the central band most; each seed's object is "
@@ -86,8 +87,7 @@ def widen(mask: np.ndarray, px: int) -> np.ndarray:
     """``mask`` dilated by a disc of radius ``px`` (unchanged for px <= 0 or an empty mask)."""
     if px <= 0 or not mask.any():
         return mask
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1,) * 2)
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    return cv2.dilate(mask.astype(np.uint8), disk(px)).astype(bool)
 
 
 def candidate_overlaps(labels: np.ndarray, carried: np.ndarray, tolerance: int) -> np.ndarray:
