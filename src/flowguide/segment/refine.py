@@ -117,8 +117,9 @@ def grabcut_piece(
     """GrabCut on the crop around ``hull``, seeded from the evidence ``sure`` (fixed
     foreground; see the module docstring, step 4). Returns the full-frame foreground, or None
     when the crop holds fewer than ``GMM_SAMPLES`` pixels of either class."""
-    around = cv2.dilate(hull.astype(np.uint8), disk(max(ring, 1))).astype(bool)
-    ys, xs = np.nonzero(cv2.dilate(around.astype(np.uint8), disk(max(ring, 1))))
+    kernel = disk(max(ring, 1))
+    around = cv2.dilate(hull.astype(np.uint8), kernel).astype(bool)
+    ys, xs = np.nonzero(cv2.dilate(around.astype(np.uint8), kernel))
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     crop, inside = rgb[y0:y1, x0:x1], hull[y0:y1, x0:x1]
     sure, around = sure[y0:y1, x0:x1], around[y0:y1, x0:x1]

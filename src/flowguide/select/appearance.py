@@ -52,9 +52,9 @@ class AppearanceParams:
         return cls(**(options or {}))
 
 
-def confident_frames(masks: np.ndarray, confidence: np.ndarray, share: float) -> np.ndarray:
-    """(T,) bool: the frames with a mask whose confidence is in the top ``share`` of them."""
-    has = masks.reshape(len(masks), -1).any(1)
+def confident_frames(has: np.ndarray, confidence: np.ndarray, share: float) -> np.ndarray:
+    """(T,) bool: of the frames with a mask (``has``), those whose confidence is in the top
+    ``share`` of them."""
     if not has.any():
         return has
     threshold = np.quantile(confidence[has], 1.0 - share)
@@ -146,12 +146,13 @@ def refine_masks(
     """(T, H, W) masks settled by the clip's colour models; frames without a mask stay empty."""
     if rgb.shape[:3] != masks.shape:
         raise ValueError(f"RGB frames {rgb.shape[:3]} do not match the masks {masks.shape}")
-    confident = confident_frames(masks, confidence, params.confident_share)
+    has = masks.reshape(len(masks), -1).any(1)
+    confident = confident_frames(has, confidence, params.confident_share)
     if not confident.any():
         return masks
     models = colour_models(*training_pixels(rgb, masks, confident, params))
     out = np.zeros_like(masks)
-    for t in np.flatnonzero(masks.reshape(len(masks), -1).any(1)):
+    for t in np.flatnonzero(has):
         region = prior_region(masks, flow, used_gap, t, params.radius)
         out[t] = cut_frame(rgb[t], masks[t], region, models, params.upscale)
     return out

@@ -23,6 +23,7 @@ from flowguide.select.appearance import AppearanceParams, refine_masks
 from flowguide.select.rule import RULE, select_masks, thesis_confidence
 from flowguide.select.tracked import TRACKED_RULE, TrackParams, track_masks
 from flowguide.utils.failures import FailureLog, FlowguideError
+from flowguide.utils.flowio import read_flow
 from flowguide.utils.h5 import (
     create_video_group,
     iter_video_groups,
@@ -52,10 +53,14 @@ KEEP_ATTRS = (
 )  # fmt: skip
 
 
+Flow = tuple[np.ndarray, np.ndarray]  # one video's (flow (N, G, 2, H, W), used_gap (N, G))
+
+
 def select_video(
-    group: h5py.Group, options: dict[str, Any], flow_path: str | os.PathLike | None = None
+    group: h5py.Group, options: dict[str, Any], flow: Flow | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(masks (T,H,W), chosen (T,), confidence (T,), bridged (T,)) of one candidates group."""
+    """(masks (T,H,W), chosen (T,), confidence (T,), bridged (T,)) of one candidates group;
+    the tracked rule needs the video's ``flow`` (``run_select`` reads it once per video)."""
     labels = group["labels"][()]
     if labels.ndim != 3:
         raise ValueError(f"{group.name}/labels: expected (T, H, W), found shape {labels.shape}")
@@ -71,13 +76,10 @@ def select_video(
             dtype=np.float32,
         )
         return masks, chosen, conf, np.zeros(len(labels), bool)
-    from flowguide.utils.flowio import read_flow
-
-    if flow_path is None:
+    if flow is None:
         raise FlowguideError("select.rule 'tracked' needs the flow shard (--flow)")
-    flow, used_gap = read_flow(flow_path, group.name.rsplit("/", 1)[-1])
     params = TrackParams(center_fraction, num_layers, **options.get("tracked", {}))
-    track = track_masks(labels, flow, used_gap, params)
+    track = track_masks(labels, *flow, params)
     return track.masks, track.chosen, track.confidence, track.bridged
 
 
@@ -87,11 +89,11 @@ def refine_video(
     confidence: np.ndarray,
     params: AppearanceParams,
     candidates_path: str | os.PathLike,
-    flow_path: str | os.PathLike,
+    flow: Flow,
 ) -> np.ndarray:
-    """The colour refinement of one video's selected masks (reads its frames and flow)."""
+    """The colour refinement of one video's selected masks (reads its frames)."""
     from flowguide.segment.stage import read_rgb
-    from flowguide.utils.flowio import decode_attrs, read_flow
+    from flowguide.utils.flowio import decode_attrs
 
     attrs = decode_attrs(group)
     video = resolve_video(attrs, candidates_path)
@@ -102,8 +104,7 @@ def refine_video(
         )
     start = int(attrs.get("start_frame", 0))
     rgb = read_rgb(str(video), start, len(masks), masks.shape[1:])
-    flow, used_gap = read_flow(flow_path, group.name.rsplit("/", 1)[-1])
-    return refine_masks(rgb, masks, confidence, flow, used_gap, params)
+    return refine_masks(rgb, masks, confidence, *flow, params)
 
 
 def write_mask_group(
@@ -188,7 +189,8 @@ def run_select(
 ) -> int:
     params = select_parameters(options)
     appearance = AppearanceParams.from_options(params["appearance"])
-    if (params["rule"] == "tracked" or appearance.enabled) and flow_path is None:
+    needs_flow = params["rule"] == "tracked" or appearance.enabled
+    if needs_flow and flow_path is None:
         raise FlowguideError(
             "select.rule 'tracked' and select.appearance need the flow shard (--flow)"
         )
@@ -210,11 +212,10 @@ def run_select(
         with write_shard(out_path, file_attrs) as fh:
             for vid, group in tqdm(videos, desc="select", unit="video"):
                 try:
-                    masks, chosen, conf, bridged = select_video(group, params, flow_path)
+                    flow = read_flow(flow_path, vid) if needs_flow else None
+                    masks, chosen, conf, bridged = select_video(group, params, flow)
                     if appearance.enabled:
-                        masks = refine_video(
-                            group, masks, conf, appearance, candidates_path, flow_path
-                        )
+                        masks = refine_video(group, masks, conf, appearance, candidates_path, flow)
                     attrs = {k: group.attrs[k] for k in KEEP_ATTRS if k in group.attrs}
                     attrs["n_frames"] = len(masks)
                     rows.append(write_mask_group(fh, vid, masks, chosen, attrs, conf, bridged))
